@@ -1,0 +1,91 @@
+"""A static site served on loopback: the offline demo and the tests crawl it.
+
+The server binds 127.0.0.1 on a port the OS picks, serves an in-memory map of
+paths to pages, and counts every request so tests can assert what was fetched.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(kw_only=True, slots=True)
+class Page:
+    """One resource of the site: body bytes, content type, status and extra headers."""
+
+    body: bytes
+    content_type: str = "text/html; charset=utf-8"
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class LocalSite:
+    """Serve ``pages`` (path with query -> Page) on 127.0.0.1, port 0.
+
+    ``pages`` may be filled after ``start()``, once the base URL is known, since
+    sitemaps and feeds hold absolute URLs.
+    """
+
+    def __init__(self, pages: dict[str, Page] | None = None) -> None:
+        self.pages: dict[str, Page] = dict(pages or {})
+        self.requests: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the site is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> str:
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                with site._lock:
+                    site.requests[self.path] += 1
+                page = site.pages.get(self.path)
+                if page is None:
+                    page = Page(body=b"<html><body><h1>Not found</h1></body></html>", status=404)
+                self.send_response(page.status)
+                self.send_header("Content-Type", page.content_type)
+                self.send_header("Content-Length", str(len(page.body)))
+                for name, value in page.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(page.body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def fetched(self, path: str) -> int:
+        """How many times ``path`` (with its query) was requested."""
+        with self._lock:
+            return self.requests[path]
+
+    def __enter__(self) -> "LocalSite":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
