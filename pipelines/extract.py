@@ -1,0 +1,272 @@
+"""Extract step: an HTML page -> article fields, or the reason it is not an article.
+
+The core, ``extract_page``, is a pure function over the decoded HTML and its
+URL with trafilatura options built once (``build_options``); the same function
+serves a backfill script or a benchmark. ``ExtractPipeline`` adapts it to
+Scrapy: a ``FetchedPage`` goes in, an ``ArticleRecord`` or ``RejectRecord``
+comes out, and every outcome is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from importlib.metadata import version
+from urllib.parse import urljoin
+
+from lxml.html import HtmlElement
+from trafilatura import bare_extraction
+from trafilatura.settings import Extractor, set_date_params
+from trafilatura.utils import load_html
+from trafilatura.xml import xmltotxt
+
+from crawler.items import ArticleRecord, FetchedPage, RejectRecord
+from pipelines import fingerprints, stats
+from pipelines.dates import parse_date_statement
+from pipelines.pagemeta import PageMeta, read_page_meta
+from pipelines.pagetype import classify_page, text_weight
+
+logger = logging.getLogger(__name__)
+
+EXTRACTOR_VERSION = f"trafilatura/{version('trafilatura')} news-archive/{version('news-archive')}"
+_LANG = re.compile(r"^([a-zA-Z]{2,3})(?:[-_].*)?$")
+_SPACES = re.compile(r"[ \t\u00a0]+")
+
+
+def build_options(*, favor_precision: bool = False, favor_recall: bool = False) -> Extractor:
+    """trafilatura options, built once per crawl.
+
+    Extensive date search is off: it turns a "(c) 2019" footer into 2019-01-01.
+    Comments are left out of the body; tables are kept.
+    """
+    date_params = set_date_params(extensive=False)
+    date_params["max_date"] = "2999-12-31"  # plausibility is checked against the fetch time by pipelines.dates
+    return Extractor(
+        output_format="txt",
+        with_metadata=True,
+        comments=False,
+        tables=True,
+        precision=favor_precision,
+        recall=favor_recall,
+        date_params=date_params,
+    )
+
+
+@dataclass(kw_only=True, slots=True)
+class ExtractedArticle:
+    """The page's article fields, before identity and crawl context are added."""
+
+    canonical_url: str
+    title: str | None
+    body: str  #: paragraphs separated by a blank line
+    authors: list[str] = field(default_factory=list)
+    published_at: datetime | None = None
+    published_date: date | None = None
+    published_at_raw: str | None = None
+    published_at_source: str | None = None
+    modified_at: datetime | None = None
+    modified_at_raw: str | None = None
+    language: str | None = None
+    description: str | None = None
+    site_name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    image_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    """The outcome for one page: an article, or a reason (and detail) why not."""
+
+    article: ExtractedArticle | None
+    reason: str  #: "article", not_article, too_short, empty, extraction_failed
+    detail: str = ""
+
+
+def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now: datetime) -> Extraction:
+    """Extract ``html`` (already decoded) fetched from ``url``; ``now`` bounds plausible dates."""
+    tree = load_html(html)
+    if tree is None:
+        return Extraction(None, "empty", "no HTML tree could be parsed")
+    meta = read_page_meta(tree)
+    try:
+        document = bare_extraction(tree, url=url, options=options)
+    except Exception as exc:  # trafilatura has no exception contract; one bad page must not stop the crawl
+        return Extraction(None, "extraction_failed", f"{type(exc).__name__}: {exc}"[:500])
+    if document is None or document.body is None:
+        return Extraction(None, "empty", "trafilatura found no main text")
+    title = _clean_line(document.title)
+    body = body_text(document.body, title)
+    if not body:
+        return Extraction(None, "empty", "trafilatura found no main text")
+    verdict = classify_page(url, meta, text_weight(body), min_chars=min_chars)
+    if not verdict.is_article:
+        return Extraction(None, verdict.reason, verdict.detail)
+    published = parse_date_statement(meta.published_raw, now=now)
+    published_raw, published_source = meta.published_raw, meta.published_source
+    if published.day is None and document.date:
+        # trafilatura's own (htmldate, extensive search off): a calendar date, never an instant
+        published = parse_date_statement(document.date, now=now)
+        published_raw, published_source = document.date, "htmldate"
+        published = type(published)(None, published.day)
+    modified = parse_date_statement(meta.modified_raw, now=now)
+    article = ExtractedArticle(
+        canonical_url=page_canonical_url(url, meta),
+        title=title,
+        body=body,
+        authors=_authors(document.author, meta),
+        published_at=published.instant,
+        published_date=published.day,
+        published_at_raw=published_raw,
+        published_at_source=published_source if published_raw else None,
+        modified_at=modified.instant,
+        modified_at_raw=meta.modified_raw,
+        language=_language(meta.html_lang, document.language),
+        description=_clean_line(document.description),
+        site_name=_clean_line(document.sitename),
+        tags=_clean_list(document.tags),
+        categories=_clean_list(document.categories),
+        image_url=document.image or None,
+    )
+    return Extraction(article, "article", verdict.detail)
+
+
+def body_text(body: HtmlElement, title: str | None = None) -> str:
+    """trafilatura's body tree as text: one paragraph per block, separated by a blank line.
+
+    A leading heading that repeats the title is left out: the title has its own column.
+    """
+    paragraphs = []
+    for block in body:
+        text = xmltotxt(block, include_formatting=False).strip()
+        text = "\n".join(_SPACES.sub(" ", line).strip() for line in text.splitlines() if line.strip())
+        if text:
+            paragraphs.append(text)
+    if paragraphs and title and fingerprints.normalize_body(paragraphs[0]) == fingerprints.normalize_body(title):
+        paragraphs.pop(0)
+    return "\n\n".join(paragraphs)
+
+
+def page_canonical_url(url: str, meta: PageMeta) -> str:
+    """The canonical URL: rel=canonical, then og:url, when on the same site as ``url``; else ``url`` itself."""
+    for declared in (meta.canonical, meta.og_url):
+        if not declared:
+            continue
+        absolute = urljoin(url, declared)
+        if absolute.startswith(("http://", "https://")) and fingerprints.same_site(absolute, url):
+            return fingerprints.canonicalize_url(absolute)
+    return fingerprints.canonicalize_url(url)
+
+
+def _authors(joined: str | None, meta: PageMeta) -> list[str]:
+    names = [name for name in (joined or "").split(";")] if joined else list(meta.jsonld_authors)
+    result: list[str] = []
+    for name in names:
+        name = " ".join(name.split())
+        if name and name not in result:
+            result.append(name)
+    return result
+
+
+def _language(html_lang: str | None, detected: str | None) -> str | None:
+    for candidate in (html_lang, detected):
+        match = _LANG.match(candidate or "")
+        if match:
+            return match.group(1).lower()
+    return None
+
+
+def _clean_line(value: str | None) -> str | None:
+    value = " ".join((value or "").split())
+    return value or None
+
+
+def _clean_list(values: list[str] | None) -> list[str]:
+    result: list[str] = []
+    for value in values or []:
+        value = " ".join(value.split())
+        if value and value not in result:
+            result.append(value)
+    return result
+
+
+class ExtractPipeline:
+    """Scrapy shell around ``extract_page``: FetchedPage -> ArticleRecord or RejectRecord."""
+
+    def __init__(self, *, crawl_id: str, min_chars: int, favor_precision: bool = False, stats_collector=None) -> None:
+        self.crawl_id = crawl_id
+        self.min_chars = min_chars
+        self.options = build_options(favor_precision=favor_precision)
+        self.stats = stats_collector
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        settings = crawler.settings
+        return cls(
+            crawl_id=settings["ARCHIVE_CRAWL_ID"],
+            min_chars=settings.getint("EXTRACT_MIN_CHARS"),
+            favor_precision=settings.getbool("EXTRACT_FAVOR_PRECISION"),
+            stats_collector=crawler.stats,
+        )
+
+    def process_item(self, item):
+        if not isinstance(item, FetchedPage):
+            return item
+        self._inc(stats.PAGES_EXTRACTED)
+        now = datetime.now(timezone.utc)
+        extraction = extract_page(item.html, item.url, self.options, min_chars=self.min_chars, now=now)
+        if extraction.article is None:
+            self._inc(stats.dropped(extraction.reason))
+            return RejectRecord(
+                url=item.url,
+                domain=fingerprints.registered_domain(item.url),
+                reason=extraction.reason,
+                detail=extraction.detail,
+                http_status=item.http_status,
+                discovered_via=item.discovered_via,
+                fetched_at=item.fetched_at,
+                crawl_id=self.crawl_id,
+            )
+        self._inc(stats.ARTICLES)
+        return self.to_record(item, extraction.article)
+
+    def to_record(self, page: FetchedPage, article: ExtractedArticle) -> ArticleRecord:
+        """Add identity and crawl context to the extracted fields, field by field."""
+        return ArticleRecord(
+            article_id=fingerprints.article_id(article.canonical_url),
+            url=page.url,
+            canonical_url=article.canonical_url,
+            domain=fingerprints.registered_domain(article.canonical_url),
+            host=fingerprints.host_of(article.canonical_url),
+            title=article.title,
+            body=article.body,
+            authors=article.authors,
+            published_at=article.published_at,
+            published_date=article.published_date,
+            published_at_raw=article.published_at_raw,
+            published_at_source=article.published_at_source,
+            modified_at=article.modified_at,
+            modified_at_raw=article.modified_at_raw,
+            language=article.language,
+            description=article.description,
+            site_name=article.site_name,
+            tags=article.tags,
+            categories=article.categories,
+            image_url=article.image_url,
+            word_count=len(article.body.split()),
+            fetched_at=page.fetched_at,
+            first_seen_at=page.fetched_at,
+            http_status=page.http_status,
+            discovered_via=page.discovered_via,
+            source_url=page.source_url,
+            crawl_id=self.crawl_id,
+            content_hash=fingerprints.content_hash(article.body),
+            simhash=fingerprints.to_int64(fingerprints.simhash(article.body)),
+            extractor_version=EXTRACTOR_VERSION,
+        )
+
+    def _inc(self, name: str) -> None:
+        if self.stats is not None:
+            self.stats.inc_value(name)

@@ -1,0 +1,105 @@
+"""Fingerprints that decide what is "the same article": URL keys and body hashes.
+
+Pure functions over ``str``; the spider (before fetching) and the dedup step
+(after extraction) share them, and so will later runs comparing against the
+archive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from urllib.parse import urlsplit, urlunsplit
+
+from courlan import extract_domain
+from courlan.clean import clean_query
+from trafilatura.deduplication import Simhash
+from w3lib.url import canonicalize_url as w3lib_canonicalize_url
+
+SIMHASH_BITS = 64
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_WHITESPACE = re.compile(r"\s+")
+
+
+def canonicalize_url(url: str) -> str:
+    """The canonical form of ``url``: the key under which an article is fetched and archived once.
+
+    Scheme and host lower-cased (IDNA-encoded), default port dropped, fragment
+    dropped, tracking parameters (``utm_*``, ``fbclid``, ``gclid``... courlan's
+    list) removed, remaining query arguments sorted, percent-encoding
+    normalised (w3lib).
+    """
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    netloc = parts.netloc
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and port == _DEFAULT_PORTS.get(scheme):
+        netloc = netloc.rsplit(":", 1)[0]
+    query = clean_query(parts.query)
+    cleaned = urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+    return w3lib_canonicalize_url(cleaned, keep_fragments=False)
+
+
+def url_without_fragment(url: str) -> str:
+    """``url`` with its fragment removed, otherwise unchanged."""
+    return url.split("#", 1)[0]
+
+
+def host_of(url: str) -> str:
+    """Lower-case host name of ``url`` (no port, no user info)."""
+    return (urlsplit(url).hostname or "").lower()
+
+
+def registered_domain(url: str) -> str:
+    """The registered domain of ``url`` (``bbc.co.uk`` for ``www.bbc.co.uk``), or its host when it has none."""
+    host = host_of(url)
+    return (extract_domain(url) or host).lower()
+
+
+def same_site(url_a: str, url_b: str) -> bool:
+    """Whether two URLs belong to the same registered domain (or the same host, for IPs)."""
+    return registered_domain(url_a) == registered_domain(url_b)
+
+
+def article_id(canonical_url: str) -> str:
+    """Stable article id: the first 32 hex digits of SHA-256 of the canonical URL."""
+    return hashlib.sha256(canonical_url.encode()).hexdigest()[:32]
+
+
+def url_key(canonical_url: str) -> bytes:
+    """A compact 16-byte key for a canonical URL, for seen-sets held in memory."""
+    return hashlib.blake2b(canonical_url.encode(), digest_size=16).digest()
+
+
+def normalize_body(body: str) -> str:
+    """The body as compared for exact duplicates: NFKC, case-folded, whitespace collapsed."""
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", body).casefold()).strip()
+
+
+def content_hash(body: str) -> str:
+    """SHA-256 hex of the normalised body."""
+    return hashlib.sha256(normalize_body(body).encode()).hexdigest()
+
+
+def simhash(body: str) -> int:
+    """trafilatura's 64-bit SimHash of the normalised body, as an unsigned int."""
+    return Simhash(normalize_body(body), length=SIMHASH_BITS).hash
+
+
+def to_int64(value: int) -> int:
+    """An unsigned 64-bit value as the signed int64 Parquet stores."""
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def from_int64(value: int) -> int:
+    """A stored signed int64 back to the unsigned 64-bit value."""
+    return value + (1 << 64) if value < 0 else value
+
+
+def hamming(a: int, b: int) -> int:
+    """Number of differing bits between two 64-bit hashes."""
+    return ((a ^ b) & ((1 << 64) - 1)).bit_count()

@@ -1,0 +1,148 @@
+"""What a page says about itself: structured metadata read from its HTML tree.
+
+Read-only over an lxml tree (the same tree is then handed to trafilatura):
+og:type, JSON-LD types, canonical links, date statements with where they came
+from, ``<html lang>``, and how much of the page's text is link text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from lxml.html import HtmlElement
+
+#: schema.org types that mean "this page is one article"
+ARTICLE_TYPES = frozenset(
+    {
+        "article", "newsarticle", "reportagenewsarticle", "analysisnewsarticle", "opinionnewsarticle",
+        "reviewnewsarticle", "backgroundnewsarticle", "askpublicnewsarticle", "blogposting",
+        "socialmediaposting", "liveblogposting", "report", "scholarlyarticle", "techarticle", "satiricalarticle",
+    }
+)
+#: schema.org types that mean "this page lists other pages"
+LISTING_TYPES = frozenset({"collectionpage", "itemlist", "searchresultspage", "profilepage", "aboutpage", "contactpage"})
+
+_PUBLISHED_META = (
+    "article:published_time", "og:published_time", "og:article:published_time", "datepublished",
+    "publishdate", "publish-date", "pubdate", "parsely-pub-date", "sailthru.date", "dc.date.issued",
+    "dcterms.created", "dc.date", "date",
+)
+_MODIFIED_META = ("article:modified_time", "og:updated_time", "datemodified", "dcterms.modified", "last-modified")
+_MAX_JSONLD_BYTES = 1_000_000
+
+
+@dataclass(kw_only=True, slots=True)
+class PageMeta:
+    og_type: str | None = None
+    jsonld_types: set[str] = field(default_factory=set)  #: lower-cased schema.org types
+    canonical: str | None = None  #: <link rel=canonical href>, as written
+    og_url: str | None = None
+    published_raw: str | None = None
+    published_source: str | None = None  #: jsonld, meta, time
+    modified_raw: str | None = None
+    modified_source: str | None = None
+    html_lang: str | None = None
+    jsonld_authors: list[str] = field(default_factory=list)
+    text_chars: int = 0  #: visible text characters in <body>
+    link_chars: int = 0  #: of which inside <a>
+    links: int = 0  #: number of <a href> elements
+
+    @property
+    def link_density(self) -> float:
+        return self.link_chars / self.text_chars if self.text_chars else 1.0
+
+
+def read_page_meta(tree: HtmlElement) -> PageMeta:
+    meta = PageMeta()
+    meta.html_lang = (tree.get("lang") or tree.get("xml:lang") or "").strip() or None
+    _read_jsonld(tree, meta)
+    for element in tree.iterfind(".//meta"):
+        key = (element.get("property") or element.get("name") or element.get("itemprop") or "").strip().lower()
+        content = (element.get("content") or "").strip()
+        if not key or not content:
+            continue
+        if key == "og:type" and meta.og_type is None:
+            meta.og_type = content.lower()
+        elif key == "og:url" and meta.og_url is None:
+            meta.og_url = content
+        elif key in _PUBLISHED_META and meta.published_raw is None:
+            meta.published_raw, meta.published_source = content, "meta"
+        elif key in _MODIFIED_META and meta.modified_raw is None:
+            meta.modified_raw, meta.modified_source = content, "meta"
+    for link in tree.iterfind(".//link"):
+        if "canonical" in (link.get("rel") or "").lower().split() and link.get("href"):
+            meta.canonical = link.get("href").strip()
+            break
+    if meta.published_raw is None:
+        _read_time_elements(tree, meta)
+    _measure_links(tree, meta)
+    return meta
+
+
+def _read_jsonld(tree: HtmlElement, meta: PageMeta) -> None:
+    article: dict | None = None
+    for script in tree.xpath('//script[contains(translate(@type, "LDJSON", "ldjson"), "ld+json")]'):
+        text = script.text or ""
+        if len(text) > _MAX_JSONLD_BYTES:
+            continue
+        try:
+            data = json.loads(text)
+        except ValueError:
+            continue
+        for obj in _walk_jsonld(data):
+            types = {t.lower() for t in _as_list(obj.get("@type")) if isinstance(t, str)}
+            meta.jsonld_types |= types
+            if article is None and types & ARTICLE_TYPES:
+                article = obj
+    if article is None:
+        return
+    published, modified = article.get("datePublished"), article.get("dateModified")
+    if isinstance(published, str) and published.strip():
+        meta.published_raw, meta.published_source = published.strip(), "jsonld"
+    if isinstance(modified, str) and modified.strip():
+        meta.modified_raw, meta.modified_source = modified.strip(), "jsonld"
+    for author in _as_list(article.get("author")):
+        name = author.get("name") if isinstance(author, dict) else author
+        if isinstance(name, str) and name.strip():
+            meta.jsonld_authors.append(" ".join(name.split()))
+
+
+def _walk_jsonld(data: object, depth: int = 0):
+    """Yield every JSON-LD object at the top, in lists and in @graph (bounded depth)."""
+    if depth > 4:
+        return
+    if isinstance(data, list):
+        for item in data:
+            yield from _walk_jsonld(item, depth + 1)
+    elif isinstance(data, dict):
+        yield data
+        if "@graph" in data:
+            yield from _walk_jsonld(data["@graph"], depth + 1)
+        main = data.get("mainEntity")
+        if isinstance(main, dict):
+            yield from _walk_jsonld(main, depth + 1)
+
+
+def _as_list(value: object) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _read_time_elements(tree: HtmlElement, meta: PageMeta) -> None:
+    for element in tree.xpath('//*[@itemprop="datePublished"] | //time[@pubdate] | //time[contains(@class, "publish")]'):
+        raw = (element.get("datetime") or element.get("content") or "").strip()
+        if raw:
+            meta.published_raw, meta.published_source = raw, "time"
+            return
+
+
+def _measure_links(tree: HtmlElement, meta: PageMeta) -> None:
+    body = tree.find(".//body")
+    if body is None:
+        return
+    visible = "not(ancestor::script or ancestor::style or ancestor::noscript or ancestor::template)"
+    meta.text_chars = sum(len(text.strip()) for text in body.xpath(f".//text()[{visible}]"))
+    meta.link_chars = sum(len(text.strip()) for text in body.xpath(f".//a//text()[{visible}]"))
+    meta.links = int(body.xpath("count(.//a[@href])"))

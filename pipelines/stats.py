@@ -1,0 +1,38 @@
+"""Stat names: the monitoring contract, built in one place.
+
+Every name the archive records is made here, so alerts, the run manifest and
+tests agree on spelling. Slash-separated, prefixed ``archive/``.
+"""
+
+PREFIX = "archive"
+
+PAGES_EXTRACTED = f"{PREFIX}/extract/pages"
+ARTICLES = f"{PREFIX}/extract/articles"
+ALIASES = f"{PREFIX}/dedup/aliases_seen"
+ARTICLES_WRITTEN = f"{PREFIX}/articles/written"
+FILES_PUBLISHED = f"{PREFIX}/files/published"
+BYTES_PUBLISHED = f"{PREFIX}/files/bytes"
+WRITE_FAILED = f"{PREFIX}/write/failed"
+DISCOVERED = f"{PREFIX}/discovery"
+CRAWL_ID = f"{PREFIX}/crawl_id"
+STATUS = f"{PREFIX}/status"
+
+
+def dropped(reason: str) -> str:
+    """Pages that did not become articles, by reason: ``archive/extract/dropped/<reason>``."""
+    return f"{PREFIX}/extract/dropped/{reason}"
+
+
+def duplicate(kind: str) -> str:
+    """Duplicates by kind (url, exact, near): ``archive/dedup/<kind>``."""
+    return f"{PREFIX}/dedup/{kind}"
+
+
+def discovered(via: str) -> str:
+    """Documents read for discovery, by kind (html, feed, sitemap, robots)."""
+    return f"{DISCOVERED}/{via}"
+
+
+def rows(dataset: str) -> str:
+    """Rows written per dataset: ``archive/rows/<dataset>``."""
+    return f"{PREFIX}/rows/{dataset}"

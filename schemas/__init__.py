@@ -1,0 +1,114 @@
+"""One explicit pyarrow schema per archive dataset.
+
+Parquet files outlive the code that wrote them, so each schema carries a
+version in its metadata and a one-line description per column
+(``field.metadata[b"description"]``); ``schemas/README.md`` documents the same
+columns for people, and ``tests/test_schemas.py`` keeps the two and the record
+types in step.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION_KEY = b"news_archive.schema_version"
+DATASET_KEY = b"news_archive.dataset"
+
+UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def _field(name: str, type_: pa.DataType, description: str, *, nullable: bool = True) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={b"description": description.encode()})
+
+
+def _schema(dataset: str, version: int, fields: list[pa.Field]) -> pa.Schema:
+    return pa.schema(fields, metadata={DATASET_KEY: dataset.encode(), SCHEMA_VERSION_KEY: str(version).encode()})
+
+
+ARTICLES = _schema(
+    "articles",
+    1,
+    [
+        _field("article_id", pa.string(), "Stable id: first 32 hex digits of SHA-256 of canonical_url", nullable=False),
+        _field("version", pa.int32(), "1 for the first capture; higher when a revisit found a changed body", nullable=False),
+        _field("url", pa.string(), "URL the page was fetched from, after redirects", nullable=False),
+        _field("canonical_url", pa.string(), "Canonical URL: rel=canonical/og:url on the same site, tracking parameters and fragment removed", nullable=False),
+        _field("domain", pa.string(), "Registered domain of canonical_url (host when none), lower case", nullable=False),
+        _field("host", pa.string(), "Host name of canonical_url, lower case", nullable=False),
+        _field("title", pa.string(), "Headline"),
+        _field("body", pa.string(), "Main text without boilerplate; paragraphs separated by a blank line", nullable=False),
+        _field("authors", pa.list_(pa.string()), "Author names, one per element; empty when none is stated", nullable=False),
+        _field("published_at", UTC_TIMESTAMP, "Publication instant in UTC, from the page's own statement with its offset; null when unknown or without offset"),
+        _field("published_date", pa.date32(), "Publication calendar date as the page states it (its own time zone); null when unknown"),
+        _field("published_at_raw", pa.string(), "The publication date string exactly as the page gives it"),
+        _field("published_at_source", pa.string(), "Where the date came from: jsonld, meta, time, htmldate"),
+        _field("modified_at", UTC_TIMESTAMP, "Last-modified instant in UTC, from the page's own statement with its offset; null when unknown"),
+        _field("modified_at_raw", pa.string(), "The modification date string exactly as the page gives it"),
+        _field("language", pa.string(), "Language, ISO 639-1 code (from <html lang> or content detection); null when unknown"),
+        _field("description", pa.string(), "Summary from the page's description metadata"),
+        _field("site_name", pa.string(), "Publisher or site name"),
+        _field("tags", pa.list_(pa.string()), "Tags or keywords stated by the page", nullable=False),
+        _field("categories", pa.list_(pa.string()), "Sections or categories stated by the page", nullable=False),
+        _field("image_url", pa.string(), "Lead image URL (og:image or equivalent)"),
+        _field("word_count", pa.int32(), "Number of whitespace-separated words in body", nullable=False),
+        _field("fetched_at", UTC_TIMESTAMP, "When the page was fetched, UTC", nullable=False),
+        _field("first_seen_at", UTC_TIMESTAMP, "When this article_id was first archived, UTC", nullable=False),
+        _field("http_status", pa.int16(), "HTTP status of the fetched page", nullable=False),
+        _field("discovered_via", pa.string(), "How the URL was found: start, link, feed or sitemap", nullable=False),
+        _field("source_url", pa.string(), "The page, feed or sitemap the URL was found on; null for start URLs"),
+        _field("crawl_id", pa.string(), "Id of the run that archived the row (runs/<crawl_id>.json)", nullable=False),
+        _field("content_hash", pa.string(), "SHA-256 hex of the normalised body (NFKC, case-folded, whitespace collapsed)", nullable=False),
+        _field("simhash", pa.int64(), "64-bit SimHash of the body (trafilatura's), stored as a signed int64", nullable=False),
+        _field("extractor_version", pa.string(), "Versions of the extractor and this project, e.g. trafilatura/2.3.1 news-archive/0.1.0", nullable=False),
+    ],
+)
+
+DUPLICATES = _schema(
+    "duplicates",
+    1,
+    [
+        _field("url", pa.string(), "URL of the duplicate page (or of the link, for kind url found before fetching)", nullable=False),
+        _field("canonical_url", pa.string(), "Canonical URL of the duplicate", nullable=False),
+        _field("domain", pa.string(), "Registered domain of url, lower case", nullable=False),
+        _field("kind", pa.string(), "url: same canonical URL; exact: same content_hash; near: SimHash within the threshold", nullable=False),
+        _field("duplicate_of_id", pa.string(), "article_id of the archived article it duplicates", nullable=False),
+        _field("duplicate_of_url", pa.string(), "canonical_url of the archived article it duplicates", nullable=False),
+        _field("duplicate_of_crawl_id", pa.string(), "crawl_id of the run that archived the original", nullable=False),
+        _field("distance", pa.int16(), "Hamming distance between the SimHashes, for kind near; null otherwise"),
+        _field("title", pa.string(), "Headline of the duplicate page, when it was fetched"),
+        _field("content_hash", pa.string(), "content_hash of the duplicate's body, when it was fetched"),
+        _field("simhash", pa.int64(), "SimHash of the duplicate's body, when it was fetched"),
+        _field("fetched", pa.bool_(), "Whether the duplicate was fetched (false: recognised from its URL alone)", nullable=False),
+        _field("http_status", pa.int16(), "HTTP status when fetched"),
+        _field("discovered_via", pa.string(), "How the duplicate URL was found: start, link, feed or sitemap", nullable=False),
+        _field("detected_at", UTC_TIMESTAMP, "When the duplicate was recognised, UTC", nullable=False),
+        _field("crawl_id", pa.string(), "Id of the run that recognised it", nullable=False),
+    ],
+)
+
+REJECTS = _schema(
+    "rejects",
+    1,
+    [
+        _field("url", pa.string(), "URL of the page that did not become an article row", nullable=False),
+        _field("domain", pa.string(), "Registered domain of url, lower case", nullable=False),
+        _field("reason", pa.string(), "Why: not_article, empty, extraction_failed, not_html, ...", nullable=False),
+        _field("detail", pa.string(), "Human-readable detail of the reason (the signals, the error)"),
+        _field("http_status", pa.int16(), "HTTP status of the response"),
+        _field("discovered_via", pa.string(), "How the URL was found: start, link, feed or sitemap", nullable=False),
+        _field("fetched_at", UTC_TIMESTAMP, "When the page was fetched, UTC", nullable=False),
+        _field("crawl_id", pa.string(), "Id of the run", nullable=False),
+    ],
+)
+
+DATASETS: dict[str, pa.Schema] = {"articles": ARTICLES, "duplicates": DUPLICATES, "rejects": REJECTS}
+
+
+def schema_version(schema: pa.Schema) -> int:
+    """The version stored in a dataset schema's metadata."""
+    return int(schema.metadata[SCHEMA_VERSION_KEY])
+
+
+def description(schema: pa.Schema, name: str) -> str:
+    """The one-line description of a column."""
+    return schema.field(name).metadata[b"description"].decode()
