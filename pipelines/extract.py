@@ -161,11 +161,16 @@ def page_canonical_url(url: str, meta: PageMeta) -> str:
 
 
 def _authors(joined: str | None, meta: PageMeta) -> list[str]:
-    names = [name for name in (joined or "").split(";")] if joined else list(meta.jsonld_authors)
+    """trafilatura's author string split into names (JSON-LD's when it found none); the same name spelt
+    twice ("Chuck Ross", "Chuck-Ross") is kept once."""
+    names = joined.split(";") if joined else list(meta.jsonld_authors)
     result: list[str] = []
+    seen: set[str] = set()
     for name in names:
         name = " ".join(name.split())
-        if name and name not in result:
+        key = re.sub(r"[\W_]+", "", name.casefold())
+        if name and key not in seen:
+            seen.add(key)
             result.append(name)
     return result
 

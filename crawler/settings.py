@@ -1,0 +1,65 @@
+"""Every default of the crawler and the archive; every environment variable is read here and nowhere else.
+
+Override any of them with ``-s NAME=VALUE``; ``ARCHIVE_URI`` (and
+``CRAWL_CONTACT``) may also come from the environment.
+"""
+
+import os
+from importlib.metadata import version
+
+BOT_NAME = "news-archive"
+SPIDER_MODULES = ["crawler.spiders"]
+NEWSPIDER_MODULE = "crawler.spiders"
+COMMANDS_MODULE = "crawler.commands"  # `scrapy crawl` that exits non-zero when the archive was not written
+
+# --- the archive ---------------------------------------------------------------------------------------------
+ARCHIVE_URI = os.environ.get("ARCHIVE_URI", "./archive")  # folder path or file:// URI
+ARCHIVE_SPOOL_DIR = os.environ.get("ARCHIVE_SPOOL_DIR", "")  # default: <archive>/_spool for a folder
+ARCHIVE_CRAWL_ID = ""  # default: made at start, e.g. 20261125T143800Z-3f9a1c
+ARCHIVE_MAX_FILE_ROWS = 100_000  # roll a Parquet file after this many rows...
+ARCHIVE_MAX_FILE_BYTES = 128 * 2**20  # ...or about this many bytes of row data
+ARCHIVE_ROW_GROUP_ROWS = 10_000  # a row group is written when the buffer reaches this many rows...
+ARCHIVE_ROW_GROUP_BYTES = 16 * 2**20  # ...or about this many bytes
+ARCHIVE_COMPRESSION = "zstd"
+
+# --- extraction ----------------------------------------------------------------------------------------------
+EXTRACT_MIN_CHARS = 300  # shorter bodies are not articles (CJK characters count three)
+EXTRACT_FAVOR_PRECISION = False
+
+# --- deduplication -------------------------------------------------------------------------------------------
+DEDUP_NEAR_DISTANCE = 7  # SimHash Hamming distance; measured by benchmarks/simhash_threshold.py
+DEDUP_MAX_PENDING_ALIASES = 100_000
+
+# --- crawling ------------------------------------------------------------------------------------------------
+CRAWL_MAX_LINK_DEPTH = 3  # HTML link hops from a start page (feed and sitemap entries are fetched, not followed)
+CRAWL_CONTACT = os.environ.get("CRAWL_CONTACT", "")  # URL or e-mail site owners can reach you at
+USER_AGENT = f"news-archive/{version('news-archive')} (+{CRAWL_CONTACT or 'https://pypi.org/project/scrapy/'})"
+
+ROBOTSTXT_OBEY = True
+CONCURRENT_REQUESTS = 16
+CONCURRENT_REQUESTS_PER_DOMAIN = 4
+DOWNLOAD_DELAY = 0.25
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 0.5
+AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+DOWNLOAD_TIMEOUT = 30
+DOWNLOAD_MAXSIZE = 10 * 2**20  # Scrapy's default is 1 GiB
+DOWNLOAD_WARNSIZE = 4 * 2**20
+RETRY_TIMES = 2
+DEPTH_LIMIT = 8  # safety net for nested sitemap indexes; link depth is CRAWL_MAX_LINK_DEPTH
+REDIRECT_MAX_TIMES = 5
+COOKIES_ENABLED = False
+TELNETCONSOLE_ENABLED = False
+REQUEST_FINGERPRINTER_CLASS = "crawler.fingerprinter.CanonicalRequestFingerprinter"
+
+# Only http and https: Scrapy also fetches file://, s3://, ftp:// and data: by default.
+DOWNLOAD_HANDLERS = {"file": None, "s3": None, "ftp": None, "data": None}
+
+ITEM_PIPELINES = {
+    "pipelines.extract.ExtractPipeline": 100,
+    "pipelines.dedup.DedupPipeline": 200,
+    "pipelines.parquet.ParquetPipeline": 300,
+}
+
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+FEED_EXPORT_ENCODING = "utf-8"

@@ -1,0 +1,176 @@
+"""The ``news`` spider: discovery only. Pages, feeds and sitemaps in; fetched HTML pages out.
+
+``scrapy crawl news -a start_urls=URL[,URL...]`` or ``-a sites=FILE``. Each
+start URL may be a home or section page, an RSS/Atom feed, a sitemap, sitemap
+index or Google News sitemap, or a robots.txt; the response says which.
+Links are followed within the start sites, up to ``CRAWL_MAX_LINK_DEPTH`` HTML
+hops; feed and sitemap entries are fetched but not followed further. A link
+whose canonical URL was already requested is not fetched again; it is handed
+on as a ``UrlAlias`` so the archive records it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from datetime import datetime, timezone
+from urllib.parse import urljoin, urlsplit
+
+import scrapy
+from scrapy.linkextractors import LinkExtractor
+
+from crawler import documents
+from crawler.items import FetchedPage, RejectRecord, UrlAlias
+from crawler.sites import Site, load_sites_file, sites_from_start_urls
+from pipelines import stats
+from pipelines.exceptions import ArchiveConfigError
+from pipelines.fingerprints import canonicalize_url, registered_domain, url_key, url_without_fragment
+
+logger = logging.getLogger(__name__)
+
+_FEED_TYPES = re.compile(r"application/(rss|atom|rdf)\+xml", re.I)
+
+
+def new_crawl_id(now: datetime | None = None) -> str:
+    """Sortable and unique: ``20261125T143800Z-3f9a1c``."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+class NewsSpider(scrapy.Spider):
+    name = "news"
+
+    def __init__(self, start_urls: str | None = None, sites: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not start_urls and not sites:
+            raise ArchiveConfigError("give -a start_urls=URL[,URL...] or -a sites=FILE")
+        self.sites: list[Site] = []
+        if sites:
+            self.sites.extend(load_sites_file(sites))
+        if start_urls:
+            self.sites.extend(sites_from_start_urls(start_urls))
+        self.archive_args = {"start_urls": start_urls, "sites": sites}
+        self.allowed_domains = sorted({host for site in self.sites for host in site.hosts}
+                                      | {domain for site in self.sites for domain in site.domains})
+        self._site_by_domain = {domain: site for site in self.sites for domain in site.domains | site.hosts}
+        self._requested: dict[bytes, bytes] = {}  # canonical URL key -> key of the URL first requested for it
+        self._aliases_seen: set[bytes] = set()
+        self._links = LinkExtractor(tags=("a", "area"), attrs=("href",), unique=True, canonicalize=False)
+
+    @classmethod
+    def update_settings(cls, settings) -> None:
+        super().update_settings(settings)
+        if not settings.get("ARCHIVE_CRAWL_ID"):
+            settings.set("ARCHIVE_CRAWL_ID", new_crawl_id(), priority="spider")
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        spider.max_link_depth = crawler.settings.getint("CRAWL_MAX_LINK_DEPTH")
+        spider.crawl_id = crawler.settings["ARCHIVE_CRAWL_ID"]
+        spider.xml_max_size = crawler.settings.getint("DOWNLOAD_MAXSIZE")
+        if not crawler.settings.get("CRAWL_CONTACT"):
+            logger.warning("CRAWL_CONTACT is not set: site owners cannot reach you; set it to a URL or e-mail")
+        return spider
+
+    async def start(self):
+        for site in self.sites:
+            for url in site.start_urls:
+                request = self._request(url, via="start", source=None, depth=0, rules=False)
+                if isinstance(request, scrapy.Request):
+                    yield request
+
+    # --- requests ------------------------------------------------------------------------------------------
+
+    def _site_for(self, url: str) -> Site | None:
+        host = (urlsplit(url).hostname or "").lower()
+        return self._site_by_domain.get(host) or self._site_by_domain.get(registered_domain(url))
+
+    def _request(self, url: str, *, via: str, source: str | None, depth: int, rules: bool = True):
+        """A request for ``url`` unless it is off-site, refused by the site's rules, or already requested
+        (then a ``UrlAlias`` when it is another URL of the same canonical URL)."""
+        if urlsplit(url).scheme not in ("http", "https"):
+            return None
+        site = self._site_for(url)
+        if site is None or (rules and not site.allows(url)):
+            return None
+        canonical = canonicalize_url(url)
+        key = url_key(canonical)
+        raw = url_key(url_without_fragment(url))
+        first = self._requested.get(key)
+        if first is not None:
+            if first != raw and raw not in self._aliases_seen:
+                self._aliases_seen.add(raw)
+                return UrlAlias(url=url, canonical_url=canonical, discovered_via=via, seen_at=datetime.now(timezone.utc))
+            return None
+        self._requested[key] = raw
+        return scrapy.Request(
+            url, callback=self.parse, meta={"discovered_via": via, "source_url": source, "link_depth": depth}
+        )
+
+    # --- responses -----------------------------------------------------------------------------------------
+
+    def parse(self, response):
+        yield from (output for output in self._parse(response) if output is not None)
+
+    def _parse(self, response):
+        via = response.meta.get("discovered_via", "start")
+        depth = response.meta.get("link_depth", 0)
+        body = documents.xml_body(response, self.xml_max_size)
+        kind = documents.document_kind(response, body)
+        self.crawler.stats.inc_value(stats.discovered(kind))
+        if kind == "robots":
+            for url in documents.robots_sitemaps(body, response.url):
+                yield self._request(url, via="sitemap", source=response.url, depth=depth, rules=False)
+        elif kind == "sitemap":
+            yield from self._parse_sitemap(response, body, depth)
+        elif kind == "feed":
+            for url in documents.feed_entries(body):
+                yield self._request(urljoin(response.url, url), via="feed", source=response.url, depth=self.max_link_depth)
+        elif kind == "html":
+            yield self._page(response, via)
+            if depth < self.max_link_depth:
+                yield from self._follow_links(response, depth + 1)
+        else:
+            self.crawler.stats.inc_value(stats.dropped("not_html"))
+            yield RejectRecord(
+                url=response.url,
+                domain=registered_domain(response.url),
+                reason="not_html",
+                detail=response.headers.get(b"Content-Type", b"").decode("latin-1")[:200] or None,
+                http_status=response.status,
+                discovered_via=via,
+                fetched_at=datetime.now(timezone.utc),
+                crawl_id=self.crawl_id,
+            )
+
+    def _parse_sitemap(self, response, body: bytes, depth: int):
+        sitemap_type, urls = documents.sitemap_entries(body)
+        for url in urls:
+            url = urljoin(response.url, url)
+            if sitemap_type == "sitemapindex":
+                yield self._request(url, via="sitemap", source=response.url, depth=depth, rules=False)
+            else:
+                yield self._request(url, via="sitemap", source=response.url, depth=self.max_link_depth)
+
+    def _page(self, response, via: str) -> FetchedPage:
+        return FetchedPage(
+            url=response.url,
+            request_url=response.request.url if response.request else response.url,
+            canonical_url=canonicalize_url(response.url),
+            html=response.text,
+            http_status=response.status,
+            fetched_at=datetime.now(timezone.utc),
+            discovered_via=via,
+            source_url=response.meta.get("source_url"),
+        )
+
+    def _follow_links(self, response, depth: int):
+        for link in self._links.extract_links(response):
+            yield self._request(link.url, via="link", source=response.url, depth=depth)
+        for element in response.xpath('//head/link[@rel="alternate"][@href]'):
+            if _FEED_TYPES.search(element.attrib.get("type", "")):
+                yield self._request(
+                    response.urljoin(element.attrib["href"]), via="feed", source=response.url, depth=depth, rules=False
+                )

@@ -1,0 +1,163 @@
+"""Storage step: closed files -> the archive, behind a small protocol chosen by the URI's scheme.
+
+A store publishes a complete local file under a key so that it appears whole
+or not at all, and writes small objects (the run manifest) the same way.
+``LocalStore`` is a folder (the default, ``./archive``). ``store_from_uri``
+refuses anything it cannot honour, before any page is fetched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from pipelines.exceptions import BadArchiveURI, PublishError
+
+#: characters allowed in every key segment the archive builds
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9._=-]+(?:/[A-Za-z0-9._=-]+)*$")
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedFile:
+    key: str  #: relative to the archive root, e.g. articles/dt=2026-11-25/<crawl_id>-00001.parquet
+    rows: int
+    bytes: int
+    sha256: str
+
+
+class ArchiveStore(Protocol):
+    uri: str
+
+    def publish(self, local_path: Path, key: str, *, rows: int, sha256: str) -> PublishedFile:
+        """Make ``local_path`` visible under ``key``, whole; the local file is gone afterwards."""
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write a small object under ``key``, whole or not at all."""
+
+    def exists(self, key: str) -> bool: ...
+
+    def default_spool_dir(self) -> Path:
+        """Where Parquet files are written before they are published."""
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the archive root: only ``[A-Za-z0-9._=-]`` segments, no ``..``."""
+    if not _SAFE_KEY.match(key) or any(part in ("", ".", "..") for part in key.split("/")):
+        raise PublishError(f"unsafe archive key refused: {key!r}")
+    return key
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class LocalStore:
+    """An archive in a local folder. Publishing is a rename inside the folder's file system (atomic)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.uri = root.as_uri()
+
+    def check_writable(self) -> None:
+        """Create the root if needed and prove a file can be written there, or raise BadArchiveURI."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".write-probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise BadArchiveURI(f"archive folder {self.root} is not writable: {exc.strerror or exc}") from exc
+
+    def default_spool_dir(self) -> Path:
+        return self.root / "_spool"
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def publish(self, local_path: Path, key: str, *, rows: int, sha256: str) -> PublishedFile:
+        final = self._path(key)
+        if final.exists():
+            raise PublishError(f"{key} already exists in the archive; refusing to overwrite it")
+        size = local_path.stat().st_size
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            try:
+                os.link(local_path, staging)  # same file system: no copy
+            except OSError:
+                shutil.copyfile(local_path, staging)
+            _fsync(staging)
+            if staging.stat().st_size != size:
+                raise PublishError(f"{key}: size changed while publishing")
+            os.replace(staging, final)
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            staging.unlink(missing_ok=True)
+            raise PublishError(f"could not publish {key}: {exc}") from exc
+        local_path.unlink()
+        return PublishedFile(key=key, rows=rows, bytes=size, sha256=sha256)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        final = self._path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(staging, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(staging, final)
+        except OSError as exc:
+            staging.unlink(missing_ok=True)
+            raise PublishError(f"could not write {key}: {exc}") from exc
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def store_from_uri(uri: str) -> ArchiveStore:
+    """The store for ``uri``: a folder path or ``file://`` URI. Anything else is refused with the reason."""
+    if not uri or not uri.strip():
+        raise BadArchiveURI("ARCHIVE_URI is empty; give a folder path, file:// URI or s3://bucket/prefix")
+    uri = uri.strip()
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise BadArchiveURI(f"file:// URI with a host is not a local folder: {uri!r}")
+        path = unquote(parts.path)
+        if not path:
+            raise BadArchiveURI(f"file:// URI without a path: {uri!r}")
+        return LocalStore(Path(path))
+    if scheme == "s3":
+        raise BadArchiveURI("s3:// archives are not supported by this version yet; use a folder path")
+    if scheme and len(scheme) > 1 and "://" in uri:
+        raise BadArchiveURI(f"unknown archive scheme {scheme!r} in {uri!r}; use a folder path or file://")
+    return LocalStore(Path(uri).expanduser().absolute())
