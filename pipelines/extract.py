@@ -9,6 +9,7 @@ comes out, and every outcome is counted.
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 EXTRACTOR_VERSION = f"trafilatura/{version('trafilatura')} news-archive/{version('news-archive')}"
 _LANG = re.compile(r"^([a-zA-Z]{2,3})(?:[-_].*)?$")
 _SPACES = re.compile(r"[ \t\u00a0]+")
+_TITLE_SUFFIX = re.compile(r"^(.{12,}?)\s+[|\-–—·:]\s+([^|\-–—·]{2,60})$")
 
 
 def build_options(*, favor_precision: bool = False, favor_recall: bool = False) -> Extractor:
@@ -97,7 +99,7 @@ def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now
         return Extraction(None, "extraction_failed", f"{type(exc).__name__}: {exc}"[:500])
     if document is None or document.body is None:
         return Extraction(None, "empty", "trafilatura found no main text")
-    title = _clean_line(document.title)
+    title = article_title(meta.jsonld_headline or document.title, document.sitename, url)
     body = body_text(document.body, title)
     if not body:
         return Extraction(None, "empty", "trafilatura found no main text")
@@ -131,6 +133,24 @@ def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now
         image_url=document.image or None,
     )
     return Extraction(article, "article", verdict.detail)
+
+
+def article_title(title: str | None, site_name: str | None, url: str) -> str | None:
+    """The headline without a trailing site name ("Headline | Site", "Headline – Site")."""
+    title = _clean_line(html.unescape(title or ""))
+    if not title:
+        return None
+    names = {_name_key(site_name or ""), _name_key(fingerprints.registered_domain(url).split(".")[0])} - {""}
+    match = _TITLE_SUFFIX.match(title)
+    if match and _name_key(match.group(2)) and any(
+        name in _name_key(match.group(2)) or _name_key(match.group(2)) in name for name in names
+    ):
+        return match.group(1).strip()
+    return title
+
+
+def _name_key(name: str) -> str:
+    return re.sub(r"\W+|\.(com|de|org|net|co|uk|at|ch|fr|es|it)\b", "", name.casefold())
 
 
 def body_text(body: HtmlElement, title: str | None = None) -> str:

@@ -44,6 +44,7 @@ class PageMeta:
     modified_source: str | None = None
     html_lang: str | None = None
     jsonld_authors: list[str] = field(default_factory=list)
+    jsonld_headline: str | None = None
     text_chars: int = 0  #: visible text characters in <body>
     link_chars: int = 0  #: of which inside <a>
     links: int = 0  #: number of <a href> elements
@@ -102,6 +103,9 @@ def _read_jsonld(tree: HtmlElement, meta: PageMeta) -> None:
         meta.published_raw, meta.published_source = published.strip(), "jsonld"
     if isinstance(modified, str) and modified.strip():
         meta.modified_raw, meta.modified_source = modified.strip(), "jsonld"
+    headline = article.get("headline")
+    if isinstance(headline, str) and headline.strip():
+        meta.jsonld_headline = " ".join(headline.split())
     for author in _as_list(article.get("author")):
         name = author.get("name") if isinstance(author, dict) else author
         if isinstance(name, str) and name.strip():

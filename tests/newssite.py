@@ -192,8 +192,17 @@ def declared_charset(raw: bytes) -> str | None:
 
 
 def corpus_content_type(raw: bytes) -> str:
+    """What a server that knows its files would send: the page's declared charset when it decodes the
+    bytes, else UTF-8 when the bytes are UTF-8 (some upstream files were re-encoded to UTF-8 but kept
+    their old meta charset), else no charset at all."""
     charset = declared_charset(raw)
-    return f"text/html; charset={charset}" if charset else "text/html"
+    if charset is None:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "text/html"
+        charset = "utf-8"
+    return f"text/html; charset={charset}"
 
 
 def corpus_page(rec: CorpusRecord) -> Page:
@@ -1267,8 +1276,7 @@ def build_corpus_site(
     taken), plus a home page linking all of them, ``/sitemap.xml`` listing them and a
     ``/robots.txt`` pointing at the sitemap; returns (pages, path -> corpus id).
 
-    The corpus HTML bytes are served unchanged, with ``text/html; charset=<declared>`` when the
-    page's own meta charset is unambiguous (and decodes it), else plain ``text/html``."""
+    The corpus HTML bytes are served unchanged, with the charset ``corpus_content_type`` picks."""
     base = base_url.rstrip("/")
     pages: dict[str, Page] = {}
     ids: dict[str, str] = {}

@@ -1,0 +1,195 @@
+"""End to end: `scrapy crawl news` against the local news site, then the Parquet read back."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+import pytest
+
+from pipelines.fingerprints import canonicalize_url
+from quality import token_f1
+
+pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
+
+REFERENCE_TITLE = "PENTAGON Says U.S. Soldiers Will Not Be Part of NATO Deployment of 3,500 More Troops To IRAQ"
+
+
+def path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def groups(spec) -> dict[str, set[str]]:
+    """Article path -> every path that serves that story (itself, exact copies, near copies, aliases)."""
+    result = {article.path: {article.path} for article in spec.articles}
+    for mapping in (spec.exact_copies, spec.near_copies, spec.canonical_aliases):
+        for copy, original in mapping.items():
+            result[original].add(copy)
+    return result
+
+
+def test_crawl_succeeds(news_crawl):
+    _, _, result = news_crawl
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_every_article_archived_once(news_crawl):
+    _, spec, result = news_crawl
+    archived = [path_of(row["canonical_url"]) for row in result.rows("articles")]
+    for original, members in groups(spec).items():
+        hits = [path for path in archived if path in members]
+        assert len(hits) == 1, f"{original}: archived {len(hits)} times as {hits}"
+    assert len(archived) == len(set(archived)) == len(spec.articles)
+
+
+def test_no_non_article_row(news_crawl):
+    _, spec, result = news_crawl
+    archived = {path_of(row["url"]) for row in result.rows("articles")}
+    archived |= {path_of(row["canonical_url"]) for row in result.rows("articles")}
+    assert not archived & set(spec.non_articles)
+    rejected = {path_of(row["url"]): row["reason"] for row in result.rows("rejects")}
+    for path in spec.non_articles:
+        assert rejected.get(path) in ("not_article", "too_short"), path
+
+
+def test_robots_disallowed_never_fetched(news_crawl):
+    site, spec, _ = news_crawl
+    assert spec.disallowed
+    for path in spec.disallowed:
+        assert site.fetched(path) == 0, path
+    assert site.fetched("/robots.txt") >= 1
+
+
+def test_each_story_fetched_once_whatever_its_tracking_parameters(news_crawl):
+    site, spec, _ = news_crawl
+    fetches: dict[str, int] = defaultdict(int)
+    for path, count in site.requests.items():
+        fetches[urlsplit(canonicalize_url("http://h" + path)).path] += count
+    assert spec.tracking_links
+    for link in spec.tracking_links:
+        target = urlsplit(link).path
+        assert fetches[target] == 1, f"{target} fetched {fetches[target]} times"
+
+
+def test_duplicates_recorded_with_their_kind(news_crawl):
+    _, spec, result = news_crawl
+    archived = {path_of(row["canonical_url"]): row for row in result.rows("articles")}
+    duplicates = result.rows("duplicates")
+    by_path = defaultdict(list)
+    for row in duplicates:
+        by_path[path_of(row["url"])].append(row)
+        assert row["duplicate_of_id"] in {a["article_id"] for a in archived.values()}
+        assert row["crawl_id"] == row["duplicate_of_crawl_id"]
+    for kind, mapping in (("exact", spec.exact_copies), ("near", spec.near_copies)):
+        for copy, original in mapping.items():
+            # whichever of the two was fetched first is the article; the other is its duplicate
+            duplicate = copy if original in archived else original
+            kept = original if original in archived else copy
+            rows = by_path[duplicate]
+            assert [r["kind"] for r in rows] == [kind], (duplicate, rows)
+            assert path_of(rows[0]["duplicate_of_url"]) == kept
+            assert rows[0]["fetched"] is True
+            if kind == "near":
+                assert 0 < rows[0]["distance"] <= 7
+            else:
+                assert rows[0]["distance"] is None
+    for alias, original in spec.canonical_aliases.items():
+        rows = by_path[alias] or by_path[original]
+        assert [r["kind"] for r in rows] == ["url"]
+    tracking_variants = [r for r in duplicates if r["kind"] == "url" and not r["fetched"]]
+    assert tracking_variants, "links with tracking parameters to already-requested articles are recorded"
+    for row in tracking_variants:
+        assert canonicalize_url(row["url"]) == row["canonical_url"] == row["duplicate_of_url"]
+
+
+def test_reference_article_row(news_crawl):
+    _, spec, result = news_crawl
+    rows = [r for r in result.rows("articles") if r["title"] == REFERENCE_TITLE]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["authors"] == ["Gary Raynaldo"]
+    body = row["body"]
+    assert body.startswith("U.S. Soldiers Will Not Be Part of a NATO Deployment")
+    assert body.endswith("bigger combat operations.")
+    for boilerplate in ("Browse By", "Print Friendly", "PDF & Email", "Related", "©", "DoDo photo", "Share"):
+        assert boilerplate not in body
+    assert "print" not in [paragraph.strip().lower() for paragraph in body.split("\n\n")]
+    assert row["published_at"] == datetime(2021, 2, 23, 23, 5, tzinfo=timezone.utc)
+    assert row["published_at_raw"] == "2021-02-23T18:05:00-05:00"
+    assert row["language"] == "en"
+    expected = spec.article(path_of(row["canonical_url"])).body
+    assert body.split("\n\n") == expected.split("\n\n")
+
+
+def test_bodies_are_clean_and_complete(news_crawl):
+    _, spec, result = news_crawl
+    expected = {a.path: a for a in spec.articles}
+    scores = []
+    for row in result.rows("articles"):
+        article = expected.get(path_of(row["canonical_url"]))
+        if article is None:
+            continue
+        assert "\n\n\n" not in row["body"] and row["body"] == row["body"].strip()
+        assert row["word_count"] == len(row["body"].split())
+        scores.append(token_f1(row["body"], article.body))
+    assert len(scores) >= len(spec.articles) - 1
+    assert min(scores) >= 0.75 and sum(scores) / len(scores) >= 0.9, sorted(scores)
+
+
+def test_discovered_via_records_the_route(news_crawl):
+    _, spec, result = news_crawl
+    via = {path_of(r["canonical_url"]): r["discovered_via"] for r in result.rows("articles")}
+    for path in spec.only_in_news_sitemap:
+        assert via.get(path) == "sitemap", path
+    for path in spec.only_in_rss + spec.only_in_atom:
+        assert via.get(path) == "feed", path
+
+
+def test_manifest_counts_equal_the_rows(news_crawl):
+    _, _, result = news_crawl
+    [manifest] = result.manifests()
+    counts = manifest["counts"]
+    articles, duplicates, rejects = (result.rows(d) for d in ("articles", "duplicates", "rejects"))
+    assert manifest["status"] == "complete" and manifest["finish_reason"] == "finished"
+    assert counts["articles_written"] == len(articles)
+    assert counts["duplicates_written"] == len(duplicates) == sum(counts["duplicates"].get(k, 0) for k in ("url", "exact", "near"))
+    for kind in ("url", "exact", "near"):
+        assert counts["duplicates"].get(kind, 0) == sum(1 for d in duplicates if d["kind"] == kind)
+    assert counts["rejects_written"] == len(rejects) == sum(counts["dropped"].values())
+    assert counts["pages_fetched"] >= len(articles) + len(duplicates) + len(rejects) - counts["duplicates"]["url"]
+    assert {row["crawl_id"] for row in articles + duplicates + rejects} == {manifest["crawl_id"]}
+    published = {f["key"]: f for f in manifest["files"]}
+    on_disk = {str(p.relative_to(result.archive)) for p in result.archive.glob("*/dt=*/*.parquet")}
+    assert set(published) == on_disk
+    import hashlib
+
+    for key, entry in published.items():
+        path = result.archive / key
+        assert path.stat().st_size == entry["bytes"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+    assert sum(f["rows"] for f in manifest["files"] if f["dataset"] == "articles") == len(articles)
+
+
+def test_archive_layout_and_nothing_half_written(news_crawl):
+    _, _, result = news_crawl
+    [manifest] = result.manifests()
+    crawl_id = manifest["crawl_id"]
+    for path in result.archive.rglob("*"):
+        if path.is_file():
+            relative = path.relative_to(result.archive).as_posix()
+            assert not path.name.startswith(".") and not path.name.endswith((".inprogress", ".tmp")), relative
+            assert relative.startswith(("articles/dt=", "duplicates/dt=", "rejects/dt=", "runs/")), relative
+            if relative.endswith(".parquet"):
+                assert path.name.startswith(crawl_id + "-")
+    import pyarrow.parquet as pq
+
+    from schemas import ARTICLES
+
+    for path in result.archive.glob("articles/dt=*/*.parquet"):
+        metadata = pq.ParquetFile(path).metadata
+        assert metadata.row_group(0).column(0).compression == "ZSTD"
+        assert pq.read_schema(path).equals(ARTICLES, check_metadata=False)
+        assert pq.read_schema(path).metadata[b"news_archive.schema_version"] == b"1"
