@@ -58,9 +58,10 @@ def host_of(url: str) -> str:
 
 
 def registered_domain(url: str) -> str:
-    """The registered domain of ``url`` (``bbc.co.uk`` for ``www.bbc.co.uk``), or its host when it has none."""
+    """The registered domain of ``url`` (``bbc.co.uk`` for ``www.bbc.co.uk``); for a host outside the public
+    suffix list (an IP address, an intranet name), the host without ``www.``."""
     host = host_of(url)
-    return (extract_domain(url) or host).lower()
+    return (extract_domain(url) or host.removeprefix("www.")).lower()
 
 
 def same_site(url_a: str, url_b: str) -> bool:

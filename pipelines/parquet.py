@@ -269,7 +269,6 @@ class ParquetPipeline:
 
     def open_spider(self, spider=None) -> None:
         self.started_at = datetime.now(timezone.utc)
-        self.spider_args = dict(getattr(spider, "archive_args", {}) or {})
         self._set(stats.CRAWL_ID, self.crawl_id)
         self._set(stats.STATUS, "running")
         for dataset, schema in DATASETS.items():
@@ -330,6 +329,7 @@ class ParquetPipeline:
     def spider_closed(self, spider, reason: str) -> None:
         from pipelines.manifest import build_manifest, manifest_bytes
 
+        self.spider_args = dict(getattr(spider, "archive_args", {}) or {})
         status = "failed" if self.errors else ("complete" if reason == "finished" else "partial")
         self._set(stats.STATUS, status)
         manifest = build_manifest(

@@ -35,7 +35,7 @@ ARTICLES = _schema(
         _field("canonical_url", pa.string(), "Canonical URL: rel=canonical/og:url on the same site, tracking parameters and fragment removed", nullable=False),
         _field("domain", pa.string(), "Registered domain of canonical_url (host when none), lower case", nullable=False),
         _field("host", pa.string(), "Host name of canonical_url, lower case", nullable=False),
-        _field("title", pa.string(), "Headline"),
+        _field("title", pa.string(), "Headline, without a trailing site name"),
         _field("body", pa.string(), "Main text without boilerplate; paragraphs separated by a blank line", nullable=False),
         _field("authors", pa.list_(pa.string()), "Author names, one per element; empty when none is stated", nullable=False),
         _field("published_at", UTC_TIMESTAMP, "Publication instant in UTC, from the page's own statement with its offset; null when unknown or without offset"),

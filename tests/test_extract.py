@@ -1,0 +1,143 @@
+"""The extraction core and the article decision, on small pages written here."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from pipelines.extract import article_title, build_options, extract_page
+from pipelines.pagemeta import PageMeta
+from pipelines.pagetype import classify_page, url_shape
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+OPTIONS = build_options()
+
+PARAGRAPHS = [
+    "The harbour authority approved a new breakwater on Tuesday after three years of debate, "
+    "committing the town to the largest public works project in its history.",
+    "Engineers said the structure would protect the inner basin from winter storms that have "
+    "damaged fishing boats and flooded the quay several times since the old wall was breached.",
+    "Opponents argued the cost, estimated at forty million euros, would crowd out spending on "
+    "schools and roads, and that the environmental review had been rushed through the council.",
+    "The mayor said construction would start in the spring and last about two years, with most of "
+    "the money coming from a regional fund for coastal protection and climate adaptation.",
+]
+
+
+def article_html(*, head: str = "", footer: str = "", paragraphs=PARAGRAPHS) -> str:
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    return f"""<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">
+<title>Town approves breakwater | Harbour Herald</title>{head}</head><body>
+<nav><a href="/">Home</a> <a href="/section/news/">News</a> <a href="/about/">About</a></nav>
+<article><h1>Town approves breakwater</h1><p class="byline">By <a rel="author" href="/author/ann">Ann Example</a></p>
+{body}</article><footer>{footer}</footer></body></html>"""
+
+
+ARTICLE_HEAD = '<meta property="og:type" content="article">'
+URL = "https://herald.example/2024/05/03/town-approves-new-breakwater/"
+
+
+def test_article_fields():
+    head = ARTICLE_HEAD + (
+        '<meta property="article:published_time" content="2024-05-03T09:30:00+02:00">'
+        '<meta property="article:modified_time" content="2024-05-04T10:00:00Z">'
+        '<meta name="author" content="Ann Example">'
+        '<meta property="og:site_name" content="Harbour Herald">'
+    )
+    result = extract_page(article_html(head=head), URL, OPTIONS, min_chars=300, now=NOW)
+    article = result.article
+    assert result.reason == "article", result.detail
+    assert article.title == "Town approves breakwater"
+    assert article.authors == ["Ann Example"]
+    assert article.body.split("\n\n") == PARAGRAPHS
+    assert article.published_at == datetime(2024, 5, 3, 7, 30, tzinfo=timezone.utc)
+    assert article.published_at_source == "meta"
+    assert article.modified_at == datetime(2024, 5, 4, 10, 0, tzinfo=timezone.utc)
+    assert article.language == "en"
+    assert article.site_name == "Harbour Herald"
+    assert article.canonical_url == URL
+
+
+def test_copyright_footer_is_not_a_publication_date():
+    result = extract_page(article_html(head=ARTICLE_HEAD, footer="© 2019 Harbour Herald. All rights reserved."),
+                          "https://herald.example/news/town-approves-new-breakwater-plan", OPTIONS, min_chars=300, now=NOW)
+    assert result.article is not None
+    assert result.article.published_at is None
+    assert result.article.published_date is None
+
+
+def test_jsonld_date_and_headline_win():
+    jsonld = """<script type="application/ld+json">{"@context": "https://schema.org", "@graph": [
+      {"@type": "WebPage"}, {"@type": "NewsArticle", "headline": "Town approves breakwater",
+       "datePublished": "2021-03-04T23:30-08:00", "author": [{"@type": "Person", "name": "Ann Example"}]}]}</script>"""
+    result = extract_page(article_html(head=jsonld), URL, OPTIONS, min_chars=300, now=NOW)
+    assert result.article.published_at == datetime(2021, 3, 5, 7, 30, tzinfo=timezone.utc)
+    assert result.article.published_at_raw == "2021-03-04T23:30-08:00"
+    assert result.article.published_at_source == "jsonld"
+
+
+def test_same_site_canonical_is_followed_and_cross_site_ignored():
+    same = ARTICLE_HEAD + '<link rel="canonical" href="https://www.herald.example/2024/05/03/breakwater?utm_source=x">'
+    other = ARTICLE_HEAD + '<link rel="canonical" href="https://aggregator.example/story/123">'
+    assert extract_page(article_html(head=same), URL, OPTIONS, min_chars=300, now=NOW).article.canonical_url == (
+        "https://www.herald.example/2024/05/03/breakwater"
+    )
+    assert extract_page(article_html(head=other), URL, OPTIONS, min_chars=300, now=NOW).article.canonical_url == URL
+
+
+def test_listing_page_is_not_an_article():
+    items = "".join(
+        f'<li><a href="/2024/05/0{i}/story-number-{i}-with-a-long-slug/">Story number {i} with a long headline '
+        f"about the harbour</a><p>Teaser for story {i}.</p></li>" for i in range(1, 10)
+    )
+    html = (f'<html><head><meta property="og:type" content="website"><title>News</title></head><body>'
+            f"<h1>News</h1><ul>{items}</ul></body></html>")
+    result = extract_page(html, "https://herald.example/section/news/", OPTIONS, min_chars=300, now=NOW)
+    assert result.article is None
+    assert result.reason in ("not_article", "too_short")
+
+
+def test_empty_page_is_dropped_with_a_reason():
+    for html in ("", "<html><body></body></html>", "<html><body><p>Short.</p></body></html>"):
+        result = extract_page(html, URL, OPTIONS, min_chars=300, now=NOW)
+        assert result.article is None
+        assert result.reason in ("empty", "too_short")
+
+
+@pytest.mark.parametrize(
+    ("url", "shape"),
+    [
+        ("https://e.com/", "listing"),
+        ("https://e.com/world/", "listing"),
+        ("https://e.com/tag/nato/", "listing"),
+        ("https://e.com/section/world/page/2/", "listing"),
+        ("https://e.com/news?page=3", "listing"),
+        ("https://e.com/about/", "utility"),
+        ("https://e.com/contact-us", "utility"),
+        ("https://e.com/2021/02/23/pentagon-says/", "article"),
+        ("https://e.com/world/europe-68123456", "article"),
+        ("https://e.com/politics/minister-resigns-after-budget-vote", "article"),
+        ("https://e.com/hl?a=20170309-35097838-cnetj-sci", "article"),
+    ],
+)
+def test_url_shape(url, shape):
+    assert url_shape(url) == shape
+
+
+def test_structured_signals_outweigh_an_unknown_url():
+    meta = PageMeta(og_type="article", text_chars=2000, link_chars=200)
+    assert classify_page("https://e.com/x/y", meta, 800, min_chars=300).is_article
+    listing = PageMeta(og_type="website", jsonld_types={"collectionpage"}, text_chars=2000, link_chars=1800)
+    assert not classify_page("https://e.com/x/y", listing, 1200, min_chars=300).is_article
+
+
+def test_title_site_suffix_is_stripped():
+    url = "https://www.golem.de/news/x.html"
+    assert article_title("Akkutechnik: Hat Quantumscape genug Akkus? - Golem.de", None, url) == (
+        "Akkutechnik: Hat Quantumscape genug Akkus?"
+    )
+    assert article_title("Headline about the harbour – Diplomatic Times", "Diplomatic Times", url) == (
+        "Headline about the harbour"
+    )
+    assert article_title("Ukraine: Ziele, Chancen, Risiken", "DW", url) == "Ukraine: Ziele, Chancen, Risiken"

@@ -1,0 +1,115 @@
+"""URL canonicalisation, ids, content hashes, SimHash and the near-duplicate index."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from pipelines.dedup import ArchivedRef, ArchiveIndex, SimhashIndex
+from pipelines.fingerprints import (
+    article_id,
+    canonicalize_url,
+    content_hash,
+    from_int64,
+    hamming,
+    registered_domain,
+    same_site,
+    simhash,
+    to_int64,
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "canonical"),
+    [
+        ("HTTP://WWW.Example.COM/News/Story/", "http://www.example.com/News/Story/"),
+        ("https://example.com:443/a?utm_source=x&utm_medium=y&id=7", "https://example.com/a?id=7"),
+        ("http://example.com:80/a#comments", "http://example.com/a"),
+        ("https://example.com/a?fbclid=abc", "https://example.com/a"),
+        ("https://example.com/a?gclid=1&b=2&a=1", "https://example.com/a?a=1&b=2"),
+        ("https://example.com/a?page=2", "https://example.com/a?page=2"),
+        ("https://example.com", "https://example.com/"),
+        ("https://example.com:8443/a", "https://example.com:8443/a"),
+        ("https://bücher.de/ä", "https://xn--bcher-kva.de/%C3%A4"),
+    ],
+)
+def test_canonicalize_url(url, canonical):
+    assert canonicalize_url(url) == canonical
+
+
+def test_tracking_variants_share_one_canonical_url_and_id():
+    variants = [
+        "https://news.example.com/2024/05/03/story/?utm_source=home&utm_medium=web",
+        "https://NEWS.example.com/2024/05/03/story/?fbclid=abc#top",
+        "https://news.example.com/2024/05/03/story/?gclid=xyz",
+    ]
+    assert len({canonicalize_url(v) for v in variants}) == 1
+    assert len({article_id(canonicalize_url(v)) for v in variants}) == 1
+    assert len(article_id(canonicalize_url(variants[0]))) == 32
+
+
+def test_registered_domain_and_same_site():
+    assert registered_domain("https://www.bbc.co.uk/news/x") == "bbc.co.uk"
+    assert registered_domain("http://127.0.0.1:8000/x") == "127.0.0.1"
+    assert same_site("https://www.example.com/a", "https://amp.example.com/b")
+    assert not same_site("https://example.com/a", "https://example.org/a")
+
+
+def test_content_hash_ignores_case_and_whitespace_only():
+    assert content_hash("Hello  World.\n\nSecond") == content_hash("hello world. second")
+    assert content_hash("Hello World.") != content_hash("Hello World!")
+
+
+def test_simhash_small_edit_is_near_unrelated_text_is_far():
+    rng = random.Random(7)
+    vocabulary = [f"word{i}" for i in range(3000)]
+    story = " ".join(rng.choice(vocabulary) for _ in range(600))
+    other = " ".join(rng.choice(vocabulary) for _ in range(600))
+    edited = "WASHINGTON (Wire) — " + story.replace(story.split()[10], "changed", 1) + " Originally published by Wire."
+    assert hamming(simhash(story), simhash(edited)) <= 7
+    assert hamming(simhash(story), simhash(other)) > 7
+
+
+def test_simhash_handles_scripts_without_spaces():
+    text = "東京都は十四日、新しい交通計画を発表した。計画では二〇三〇年までに路線バスを全面的に電動化する。" * 8
+    edited = "【共同】" + text + "この記事は共同通信の配信です。"
+    assert hamming(simhash(text), simhash(edited)) <= 7
+
+
+def test_int64_round_trip():
+    for value in (0, 1, (1 << 63) - 1, 1 << 63, (1 << 64) - 1):
+        stored = to_int64(value)
+        assert -(1 << 63) <= stored < (1 << 63)
+        assert from_int64(stored) == value
+
+
+def test_simhash_index_finds_every_hash_within_the_distance_and_none_beyond():
+    rng = random.Random(3)
+    index = SimhashIndex(max_distance=7)
+    stored = [rng.getrandbits(64) for _ in range(2000)]
+    for number, value in enumerate(stored):
+        index.add(value, ArchivedRef(f"id{number}", f"https://e.com/{number}", "run"))
+    for distance in (0, 1, 4, 7, 8, 12):
+        probe_of = rng.randrange(len(stored))
+        bits = rng.sample(range(64), distance)
+        probe = stored[probe_of]
+        for bit in bits:
+            probe ^= 1 << bit
+        found = index.nearest(probe)
+        brute = min((hamming(probe, v), i) for i, v in enumerate(stored))
+        if brute[0] <= 7:
+            assert found is not None and found[1] == brute[0]
+        else:
+            assert found is None
+
+
+def test_archive_index_matches_by_url_hash_and_simhash():
+    index = ArchiveIndex(near_distance=7)
+    ref = ArchivedRef("a" * 32, "https://e.com/story", "run1")
+    index.add(ref, content_hash="ab" * 32, simhash=0b1011)
+    assert index.match_url("https://e.com/story") == ref
+    assert index.match_url("https://e.com/other") is None
+    assert index.match_exact("ab" * 32) == ref
+    assert index.match_near(0b1011 ^ 0b110) == (ref, 2)
+    assert index.match_near(0b1011 ^ 0xFF00FF) is None

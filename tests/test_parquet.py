@@ -1,0 +1,154 @@
+"""The Parquet writer and the local store: real files written, published and read back."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from datetime import timedelta
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.exceptions import BadArchiveURI, PublishError, SchemaMismatch
+from pipelines.parquet import DatasetWriter, rows_to_table
+from pipelines.storage import LocalStore, check_key, store_from_uri
+from records import FETCHED, article, duplicate, reject
+from schemas import ARTICLES, DUPLICATES, REJECTS
+
+
+def make_writer(tmp_path, schema=ARTICLES, dataset="articles", **options):
+    store = LocalStore(tmp_path / "archive")
+    published = []
+
+    def publish(closed):
+        published.append(store.publish(closed.path, closed.key, rows=closed.rows, sha256=closed.sha256))
+
+    writer = DatasetWriter(dataset=dataset, schema=schema, spool_dir=tmp_path / "spool", file_prefix="run1",
+                           on_closed=publish, **options)
+    return writer, store, published
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    writer, store, published = make_writer(tmp_path)
+    records = [article(n) for n in range(5)]
+    for record in records:
+        writer.write(record, dt="2026-11-25")
+    writer.close()
+    [file] = published
+    assert file.key == "articles/dt=2026-11-25/run1-00001.parquet"
+    path = store.root / file.key
+    table = pq.read_table(path)
+    assert table.schema.equals(ARTICLES, check_metadata=False)
+    assert table.to_pylist() == [dataclasses.asdict(r) for r in records]
+    assert file.rows == 5 and file.bytes == path.stat().st_size
+    assert file.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_files_roll_by_rows_and_row_groups_by_rows(tmp_path):
+    writer, store, published = make_writer(tmp_path, max_file_rows=10, row_group_rows=4)
+    for n in range(25):
+        writer.write(article(n), dt="2026-11-25")
+    assert [f.rows for f in published] == [12, 12]  # rolled after the row group that crossed 10 rows
+    writer.close()
+    assert [f.rows for f in published] == [12, 12, 1]
+    assert pq.ParquetFile(store.root / published[0].key).metadata.num_row_groups == 3
+
+
+def test_files_roll_by_bytes(tmp_path):
+    writer, _, published = make_writer(tmp_path, max_file_bytes=20_000, row_group_bytes=5_000)
+    for n in range(20):
+        writer.write(article(n, body="word " * 400), dt="2026-11-25")
+    writer.close()
+    assert len(published) >= 2 and all(f.rows < 20 for f in published)
+    assert sum(f.rows for f in published) == 20
+
+
+def test_partitions_by_dt(tmp_path):
+    writer, store, published = make_writer(tmp_path)
+    writer.write(article(1), dt="2026-11-24")
+    writer.write(article(2, fetched_at=FETCHED + timedelta(days=1)), dt="2026-11-25")
+    writer.close()
+    assert sorted(f.key.split("/")[1] for f in published) == ["dt=2026-11-24", "dt=2026-11-25"]
+
+
+def test_other_datasets_round_trip(tmp_path):
+    for schema, dataset, record in ((DUPLICATES, "duplicates", duplicate(kind="near")), (REJECTS, "rejects", reject())):
+        writer, store, published = make_writer(tmp_path / dataset, schema=schema, dataset=dataset)
+        writer.write(record, dt="2026-11-25")
+        writer.close()
+        assert pq.read_table(store.root / published[0].key).to_pylist() == [dataclasses.asdict(record)]
+
+
+def test_schema_drift_is_refused_at_write_time(tmp_path):
+    bad = article(1)
+    bad.http_status = "200"  # a type that would be silently cast by readers
+    with pytest.raises(SchemaMismatch):
+        rows_to_table([dataclasses.asdict(bad)], ARTICLES)
+    missing = dataclasses.asdict(article(2))
+    missing["body"] = None  # a non-null column
+    with pytest.raises(SchemaMismatch):
+        rows_to_table([missing], ARTICLES)
+
+
+def test_a_bad_row_is_refused_alone_and_counted(tmp_path):
+    writer, store, published = make_writer(tmp_path)
+    bad = article(2)
+    bad.word_count = "many"
+    for record in (article(1), bad, article(3)):
+        writer.write(record, dt="2026-11-25")
+    writer.close()
+    assert writer.rejected_rows == 1
+    assert [r["title"] for r in pq.read_table(store.root / published[0].key).to_pylist()] == ["Story 1", "Story 3"]
+
+
+def test_abort_leaves_nothing_under_a_final_name(tmp_path):
+    writer, store, published = make_writer(tmp_path, row_group_rows=2)
+    for n in range(5):
+        writer.write(article(n), dt="2026-11-25")
+    writer.abort()
+    assert published == []
+    assert not list((tmp_path / "spool").rglob("*.parquet"))
+    assert not list((tmp_path / "spool").rglob("*.inprogress"))
+    assert not (store.root / "articles").exists()
+
+
+def test_open_file_is_never_visible_in_the_archive(tmp_path):
+    writer, store, published = make_writer(tmp_path, row_group_rows=2)
+    for n in range(5):
+        writer.write(article(n), dt="2026-11-25")
+    assert published == []
+    assert not (store.root / "articles").exists()
+    [open_file] = list((tmp_path / "spool").rglob("*"))[-1:]
+    assert open_file.name.endswith(".inprogress")
+
+
+def test_store_refuses_to_overwrite_and_unsafe_keys(tmp_path):
+    store = LocalStore(tmp_path / "archive")
+    source = tmp_path / "f.parquet"
+    source.write_bytes(b"x")
+    store.publish(source, "articles/dt=2026-11-25/a.parquet", rows=1, sha256="")
+    source.write_bytes(b"y")
+    with pytest.raises(PublishError):
+        store.publish(source, "articles/dt=2026-11-25/a.parquet", rows=1, sha256="")
+    for key in ("../etc/passwd", "articles/../../x", "/abs/path", "a//b", "a/b\x00c", "a/%2e%2e/b"):
+        with pytest.raises(PublishError):
+            check_key(key)
+
+
+@pytest.mark.parametrize("uri", ["", "   ", "ftp://host/archive", "s3://", "file://otherhost/archive", "sftp://x/y"])
+def test_bad_archive_uris_are_refused(uri):
+    with pytest.raises(BadArchiveURI):
+        store_from_uri(uri)
+
+
+def test_folder_and_file_uris(tmp_path):
+    assert store_from_uri(str(tmp_path / "a")).root == tmp_path / "a"
+    assert store_from_uri((tmp_path / "b").as_uri()).root == tmp_path / "b"
+
+
+def test_unwritable_folder_is_refused(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(BadArchiveURI):
+        LocalStore(blocker / "archive").check_writable()
