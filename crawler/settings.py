@@ -33,7 +33,7 @@ DEDUP_MAX_PENDING_ALIASES = 100_000
 # --- crawling ------------------------------------------------------------------------------------------------
 CRAWL_MAX_LINK_DEPTH = 3  # HTML link hops from a start page (feed and sitemap entries are fetched, not followed)
 CRAWL_CONTACT = os.environ.get("CRAWL_CONTACT", "")  # URL or e-mail site owners can reach you at
-USER_AGENT = f"news-archive/{version('news-archive')} (+{CRAWL_CONTACT or 'https://pypi.org/project/scrapy/'})"
+USER_AGENT = f"news-archive/{version('news-archive')}"  # the spider appends " (+CRAWL_CONTACT)"
 
 ROBOTSTXT_OBEY = True
 CONCURRENT_REQUESTS = 16
@@ -46,6 +46,10 @@ DOWNLOAD_TIMEOUT = 30
 DOWNLOAD_MAXSIZE = 10 * 2**20  # Scrapy's default is 1 GiB
 DOWNLOAD_WARNSIZE = 4 * 2**20
 RETRY_TIMES = 2
+# Breadth first: home pages, feeds and sitemaps (where new articles are) before deep pages.
+DEPTH_PRIORITY = 1
+SCHEDULER_DISK_QUEUE = "scrapy.squeues.PickleFifoDiskQueue"
+SCHEDULER_MEMORY_QUEUE = "scrapy.squeues.FifoMemoryQueue"
 DEPTH_LIMIT = 8  # safety net for nested sitemap indexes; link depth is CRAWL_MAX_LINK_DEPTH
 REDIRECT_MAX_TIMES = 5
 COOKIES_ENABLED = False

@@ -340,7 +340,7 @@ def test_corpus_site():
     assert any(p.startswith("/corpus/") for p in ids)  # pages without a url
     types = {pid: pages[path].content_type for path, pid in ids.items()}
     assert types["at-DerStandard_2024_05_03"] == "text/html; charset=utf-8"
-    # declares GB2312 but the stored bytes are UTF-8: no charset, the crawler must sniff
-    assert types["cn-People_2024_04_24"] == "text/html"
-    # two conflicting meta charsets
-    assert types["it-CorriereDellaSera_2025_02_04"] == "text/html"
+    # declares GB2312 but the stored bytes are UTF-8: the server states what the bytes are
+    assert types["cn-People_2024_04_24"] == "text/html; charset=utf-8"
+    # two conflicting meta charsets, bytes valid UTF-8: likewise
+    assert types["it-CorriereDellaSera_2025_02_04"] == "text/html; charset=utf-8"

@@ -63,6 +63,9 @@ class NewsSpider(scrapy.Spider):
         super().update_settings(settings)
         if not settings.get("ARCHIVE_CRAWL_ID"):
             settings.set("ARCHIVE_CRAWL_ID", new_crawl_id(), priority="spider")
+        contact = settings.get("CRAWL_CONTACT")
+        if contact and settings.getpriority("USER_AGENT") <= settings.getpriority("CRAWL_CONTACT"):
+            settings.set("USER_AGENT", f"{settings['USER_AGENT']} (+{contact})", priority="cmdline")
 
     @classmethod
     def from_crawler(cls, crawler, *args, **kwargs):
