@@ -6,7 +6,8 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -41,6 +42,7 @@ class CrawlResult:
     stdout: str
     stderr: str
     archive: Path
+    requests: Counter = field(default_factory=Counter)  #: path -> requests the site saw during this crawl
 
     def table(self, dataset: str):
         files = sorted((self.archive / dataset).glob("dt=*/*.parquet"))
@@ -87,7 +89,9 @@ def news_crawl(news_site, tmp_path_factory):
     """One crawl of the local news site, shared by the end-to-end assertions."""
     site, spec = news_site
     archive = tmp_path_factory.mktemp("news") / "archive"
+    before = Counter(site.requests)
     result = run_crawl(archive, [site.base_url + path for path in START_PATHS])
+    result.requests = Counter(site.requests) - before
     return site, spec, result
 
 

@@ -56,17 +56,17 @@ def test_no_non_article_row(news_crawl):
 
 
 def test_robots_disallowed_never_fetched(news_crawl):
-    site, spec, _ = news_crawl
+    _, spec, result = news_crawl
     assert spec.disallowed
     for path in spec.disallowed:
-        assert site.fetched(path) == 0, path
-    assert site.fetched("/robots.txt") >= 1
+        assert result.requests[path] == 0, path
+    assert result.requests["/robots.txt"] >= 1
 
 
 def test_each_story_fetched_once_whatever_its_tracking_parameters(news_crawl):
-    site, spec, _ = news_crawl
+    _, spec, result = news_crawl
     fetches: dict[str, int] = defaultdict(int)
-    for path, count in site.requests.items():
+    for path, count in result.requests.items():
         fetches[urlsplit(canonicalize_url("http://h" + path)).path] += count
     assert spec.tracking_links
     for link in spec.tracking_links:
