@@ -321,10 +321,7 @@ class ParquetPipeline:
                 self._fail(f"close {dataset}: {type(exc).__name__}: {exc}")
             if writer.rejected_rows:
                 self._fail(f"{dataset}: {writer.rejected_rows} row(s) refused by the schema")
-        try:
-            self.spool_dir.rmdir() if self.spool_dir.exists() and not any(self.spool_dir.rglob("*.parquet*")) else None
-        except OSError:
-            pass
+        _remove_empty_dirs(self.spool_dir)
 
     def spider_closed(self, spider, reason: str) -> None:
         from pipelines.manifest import build_manifest, manifest_bytes
@@ -364,3 +361,18 @@ class ParquetPipeline:
     def _set(self, name: str, value) -> None:
         if self.stats is not None:
             self.stats.set_value(name, value)
+
+
+def _remove_empty_dirs(root: Path) -> None:
+    """Remove ``root`` and its sub-folders when they hold no file (a spool with nothing left to publish)."""
+    if not root.is_dir():
+        return
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+    try:
+        root.rmdir()
+    except OSError:
+        pass
