@@ -13,14 +13,32 @@ NEWSPIDER_MODULE = "crawler.spiders"
 COMMANDS_MODULE = "crawler.commands"  # `scrapy crawl` that exits non-zero when the archive was not written
 
 # --- the archive ---------------------------------------------------------------------------------------------
-ARCHIVE_URI = os.environ.get("ARCHIVE_URI", "./archive")  # folder path or file:// URI
-ARCHIVE_SPOOL_DIR = os.environ.get("ARCHIVE_SPOOL_DIR", "")  # default: <archive>/_spool for a folder
+ARCHIVE_URI = os.environ.get("ARCHIVE_URI", "./archive")  # folder path, file:// URI or s3://bucket/prefix
+# Closed files wait here until published; default <archive>/_spool for a folder,
+# $XDG_CACHE_HOME/news-archive/spool/<hash of the URI> for S3.
+ARCHIVE_SPOOL_DIR = os.environ.get("ARCHIVE_SPOOL_DIR", "")
 ARCHIVE_CRAWL_ID = ""  # default: made at start, e.g. 20261125T143800Z-3f9a1c
 ARCHIVE_MAX_FILE_ROWS = 100_000  # roll a Parquet file after this many rows...
 ARCHIVE_MAX_FILE_BYTES = 128 * 2**20  # ...or about this many bytes of row data
 ARCHIVE_ROW_GROUP_ROWS = 10_000  # a row group is written when the buffer reaches this many rows...
 ARCHIVE_ROW_GROUP_BYTES = 16 * 2**20  # ...or about this many bytes
 ARCHIVE_COMPRESSION = "zstd"
+ARCHIVE_UPLOAD_THREADS = 2  # files published in the background while the crawl goes on
+
+# S3 (ARCHIVE_URI=s3://bucket/prefix). Credentials: boto3's default chain only (environment, profile,
+# container or instance role). Endpoint: AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, or the setting below.
+ARCHIVE_S3_ENDPOINT_URL = ""
+ARCHIVE_S3_REGION = ""
+ARCHIVE_S3_ADDRESSING_STYLE = ""  # auto, path (MinIO, most S3-compatible stores) or virtual
+ARCHIVE_S3_STORAGE_CLASS = ""  # e.g. STANDARD_IA, INTELLIGENT_TIERING
+ARCHIVE_S3_SSE = ""  # AES256 or aws:kms
+ARCHIVE_S3_SSE_KMS_KEY_ID = ""
+ARCHIVE_S3_RETRY_MODE = "standard"  # botocore retry mode: standard or adaptive
+ARCHIVE_S3_MAX_ATTEMPTS = 5
+ARCHIVE_S3_CONNECT_TIMEOUT = 10
+ARCHIVE_S3_READ_TIMEOUT = 60
+ARCHIVE_S3_MULTIPART_THRESHOLD = 64 * 2**20  # boto3 managed transfer: multipart above this size
+ARCHIVE_S3_MULTIPART_CHUNKSIZE = 16 * 2**20
 
 # --- extraction ----------------------------------------------------------------------------------------------
 EXTRACT_MIN_CHARS = 300  # shorter bodies are not articles (CJK characters count three)
@@ -62,7 +80,7 @@ DOWNLOAD_HANDLERS = {"file": None, "s3": None, "ftp": None, "data": None}
 ITEM_PIPELINES = {
     "pipelines.extract.ExtractPipeline": 100,
     "pipelines.dedup.DedupPipeline": 200,
-    "pipelines.parquet.ParquetPipeline": 300,
+    "pipelines.archive.ArchivePipeline": 300,
 }
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

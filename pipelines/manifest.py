@@ -83,7 +83,8 @@ def build_manifest(
             k.rsplit("/", 1)[1]: v for k, v in sorted(stat_values.items())
             if k.startswith("downloader/response_status_count/") and not k.endswith(("/200", "/301", "/302", "/304"))
         },
-        "download_errors": stat_values.get("downloader/exception_count", 0),
+        "download_errors": stat_values.get("downloader/exception_count", 0)
+        - stat_values.get("downloader/exception_type_count/scrapy.exceptions.IgnoreRequest", 0),
         "spider_exceptions": sum(v for k, v in stat_values.items() if k.startswith("spider_exceptions/")),
         "log_errors": stat_values.get("log_count/ERROR", 0),
     }

@@ -12,26 +12,18 @@ anything is written.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scrapy import signals
 
-from crawler.items import ArticleRecord, DuplicateRecord, RejectRecord
-from pipelines import stats
-from pipelines.exceptions import ArchiveConfigError, SchemaMismatch
+from pipelines.exceptions import SchemaMismatch
 from pipelines.storage import file_sha256
-from schemas import DATASETS
 
 logger = logging.getLogger(__name__)
-
-_DATASET_OF = {ArticleRecord: "articles", DuplicateRecord: "duplicates", RejectRecord: "rejects"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,168 +203,3 @@ class DatasetWriter:
         for partition in self._files.values():
             partition.abort()
         self._files.clear()
-
-
-class ParquetPipeline:
-    """Scrapy shell: records -> ``DatasetWriter`` per dataset -> store; the run manifest last.
-
-    Every closed file is published as soon as it rolls; a file that cannot be
-    published stays in the spool and the run is marked failed (the command
-    then exits non-zero). The manifest is written at ``spider_closed``, after
-    every file, so its presence means the run's files are all there.
-    """
-
-    def __init__(self, *, store, crawl_id: str, spool_dir: Path, writer_options: dict, settings_record: dict,
-                 stats_collector=None) -> None:
-        self.store = store
-        self.crawl_id = crawl_id
-        self.spool_dir = spool_dir
-        self.writer_options = writer_options
-        self.settings_record = settings_record
-        self.stats = stats_collector
-        self.writers: dict[str, DatasetWriter] = {}
-        self.published: list[tuple[str, object]] = []
-        self.errors: list[str] = []
-        self.started_at = datetime.now(timezone.utc)
-        self.spider_args: dict = {}
-
-    @classmethod
-    def from_crawler(cls, crawler):
-        from crawler.signals import archive_records
-        from pipelines.manifest import recorded_settings
-        from pipelines.storage import store_from_uri
-
-        settings = crawler.settings
-        crawl_id = settings["ARCHIVE_CRAWL_ID"]
-        if not crawl_id:
-            raise ArchiveConfigError("ARCHIVE_CRAWL_ID is not set (the news spider sets it)")
-        store = store_from_uri(settings["ARCHIVE_URI"])
-        store.check_writable()
-        spool_root = Path(settings["ARCHIVE_SPOOL_DIR"]) if settings.get("ARCHIVE_SPOOL_DIR") else store.default_spool_dir()
-        pipeline = cls(
-            store=store,
-            crawl_id=crawl_id,
-            spool_dir=spool_root / crawl_id,
-            writer_options={
-                "max_file_rows": settings.getint("ARCHIVE_MAX_FILE_ROWS"),
-                "max_file_bytes": settings.getint("ARCHIVE_MAX_FILE_BYTES"),
-                "row_group_rows": settings.getint("ARCHIVE_ROW_GROUP_ROWS"),
-                "row_group_bytes": settings.getint("ARCHIVE_ROW_GROUP_BYTES"),
-                "compression": settings["ARCHIVE_COMPRESSION"],
-            },
-            settings_record=recorded_settings(settings),
-            stats_collector=crawler.stats,
-        )
-        crawler.signals.connect(pipeline.write_records, signal=archive_records)
-        crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
-        return pipeline
-
-    def open_spider(self, spider=None) -> None:
-        self.started_at = datetime.now(timezone.utc)
-        self._set(stats.CRAWL_ID, self.crawl_id)
-        self._set(stats.STATUS, "running")
-        for dataset, schema in DATASETS.items():
-            self.writers[dataset] = DatasetWriter(
-                dataset=dataset, schema=schema, spool_dir=self.spool_dir, file_prefix=self.crawl_id,
-                on_closed=self._publish, **self.writer_options,
-            )
-
-    def process_item(self, item):
-        dataset = _DATASET_OF.get(type(item))
-        if dataset is not None:
-            self._write(dataset, item)
-        return item
-
-    def write_records(self, records) -> None:
-        for record in records:
-            self._write(_DATASET_OF[type(record)], record)
-
-    def _write(self, dataset: str, record) -> None:
-        when = getattr(record, "fetched_at", None) or getattr(record, "detected_at")
-        writer = self.writers[dataset]
-        try:
-            writer.write(record, dt=when.astimezone(timezone.utc).strftime("%Y-%m-%d"))
-        except Exception as exc:  # our own bug: record it, fail the run, keep crawling
-            logger.exception("could not write a %s row", dataset)
-            self._fail(f"write {dataset}: {type(exc).__name__}: {exc}")
-        else:
-            self._inc(stats.rows(dataset))
-
-    def _publish(self, closed: ClosedFile) -> None:
-        try:
-            published = self.store.publish(closed.path, closed.key, rows=closed.rows, sha256=closed.sha256)
-        except Exception as exc:
-            logger.exception("could not publish %s; it stays in the spool at %s", closed.key, closed.path)
-            self._inc(f"{stats.PREFIX}/upload/failed")
-            self._fail(f"publish {closed.key}: {type(exc).__name__}: {exc}")
-            return
-        self.published.append((closed.dataset, published))
-        self._inc(stats.FILES_PUBLISHED)
-        self._inc(stats.BYTES_PUBLISHED, published.bytes)
-        logger.info("published %s (%d rows, %d bytes)", published.key, published.rows, published.bytes)
-
-    def close_spider(self, spider=None) -> None:
-        for dataset, writer in self.writers.items():
-            try:
-                writer.close()
-            except Exception as exc:
-                logger.exception("could not close the %s file", dataset)
-                writer.abort()
-                self._fail(f"close {dataset}: {type(exc).__name__}: {exc}")
-            if writer.rejected_rows:
-                self._fail(f"{dataset}: {writer.rejected_rows} row(s) refused by the schema")
-        _remove_empty_dirs(self.spool_dir)
-
-    def spider_closed(self, spider, reason: str) -> None:
-        from pipelines.manifest import build_manifest, manifest_bytes
-
-        self.spider_args = dict(getattr(spider, "archive_args", {}) or {})
-        status = "failed" if self.errors else ("complete" if reason == "finished" else "partial")
-        self._set(stats.STATUS, status)
-        manifest = build_manifest(
-            crawl_id=self.crawl_id,
-            status=status,
-            started_at=self.started_at,
-            finished_at=datetime.now(timezone.utc),
-            finish_reason=reason,
-            settings=self.settings_record,
-            spider_args=self.spider_args,
-            stat_values=dict(self.stats.get_stats()) if self.stats is not None else {},
-            files=self.published,
-            errors=self.errors,
-        )
-        try:
-            self.store.put_bytes(f"runs/{self.crawl_id}.json", manifest_bytes(manifest))
-        except Exception as exc:
-            logger.exception("could not write the run manifest")
-            self.errors.append(f"manifest: {type(exc).__name__}: {exc}")
-            self._set(stats.STATUS, "failed")
-            return
-        logger.info("run %s %s: %s", self.crawl_id, status, json.dumps(manifest["counts"], sort_keys=True))
-
-    def _fail(self, message: str) -> None:
-        self.errors.append(message)
-        self._inc(stats.WRITE_FAILED)
-
-    def _inc(self, name: str, count: int = 1) -> None:
-        if self.stats is not None:
-            self.stats.inc_value(name, count)
-
-    def _set(self, name: str, value) -> None:
-        if self.stats is not None:
-            self.stats.set_value(name, value)
-
-
-def _remove_empty_dirs(root: Path) -> None:
-    """Remove ``root`` and its sub-folders when they hold no file (a spool with nothing left to publish)."""
-    if not root.is_dir():
-        return
-    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        try:
-            folder.rmdir()
-        except OSError:
-            pass
-    try:
-        root.rmdir()
-    except OSError:
-        pass

@@ -22,6 +22,18 @@ from pipelines.exceptions import BadArchiveURI, PublishError
 
 #: characters allowed in every key segment the archive builds
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._=-]+(?:/[A-Za-z0-9._=-]+)*$")
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECURITY_TOKEN")
+
+
+def redact(text: str) -> str:
+    """``text`` with URL user info and the values of AWS credential variables masked."""
+    text = _USERINFO.sub("***@", text)
+    for name in _SECRET_ENV:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +83,8 @@ class LocalStore:
 
     def check_writable(self) -> None:
         """Create the root if needed and prove a file can be written there, or raise BadArchiveURI."""
+        if self.root.exists() and not self.root.is_dir():
+            raise BadArchiveURI(f"archive folder {self.root} is not writable: it is a file")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".write-probe-{uuid.uuid4().hex}"
@@ -142,8 +156,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(descriptor)
 
 
-def store_from_uri(uri: str) -> ArchiveStore:
-    """The store for ``uri``: a folder path or ``file://`` URI. Anything else is refused with the reason."""
+def store_from_uri(uri: str, s3_options=None) -> ArchiveStore:
+    """The store for ``uri``: a folder path, ``file://`` URI or ``s3://bucket/prefix`` (with ``s3_options``,
+    an ``S3Options``). Anything else is refused with the reason."""
     if not uri or not uri.strip():
         raise BadArchiveURI("ARCHIVE_URI is empty; give a folder path, file:// URI or s3://bucket/prefix")
     uri = uri.strip()
@@ -157,7 +172,11 @@ def store_from_uri(uri: str) -> ArchiveStore:
             raise BadArchiveURI(f"file:// URI without a path: {uri!r}")
         return LocalStore(Path(path))
     if scheme == "s3":
-        raise BadArchiveURI("s3:// archives are not supported by this version yet; use a folder path")
-    if scheme and len(scheme) > 1 and "://" in uri:
-        raise BadArchiveURI(f"unknown archive scheme {scheme!r} in {uri!r}; use a folder path or file://")
+        from pipelines.s3_store import S3Store
+
+        return S3Store.from_uri(uri, s3_options)
+    if scheme and len(scheme) > 1 and ("://" in uri or scheme in ("s3a", "s3n", "gs", "gcs", "az", "abfs")):
+        raise BadArchiveURI(
+            f"unknown archive scheme {scheme!r} in {redact(uri)!r}; use a folder path, file:// or s3://bucket/prefix"
+        )
     return LocalStore(Path(uri).expanduser().absolute())

@@ -15,13 +15,21 @@ from newssite import REFERENCE_PATH
 pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
 
 
+def assert_one_line_refusal(stderr: str) -> str:
+    """A refusal is one line on stderr, no traceback; returns that line."""
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("news-archive: "), last
+    return last
+
+
 @pytest.mark.parametrize("uri", ["s3://", "ftp://example.com/archive", "sftp://host/x"])
 def test_bad_archive_uri_is_refused_before_any_fetch(news_site, tmp_path, uri):
     site, _ = news_site
     before = sum(site.requests.values())
     result = run_crawl(tmp_path / "unused", [site.base_url + "/"], settings={"ARCHIVE_URI": uri})
-    assert result.returncode != 0
-    assert "BadArchiveURI" in result.stderr
+    assert result.returncode == 2
+    assert_one_line_refusal(result.stderr)
     assert sum(site.requests.values()) == before
 
 
@@ -31,15 +39,15 @@ def test_unwritable_archive_folder_is_refused_before_any_fetch(news_site, tmp_pa
     blocker.write_text("x")
     before = sum(site.requests.values())
     result = run_crawl(blocker / "archive", [site.base_url + "/"])
-    assert result.returncode != 0
-    assert "not writable" in result.stderr
+    assert result.returncode == 2
+    assert "not writable" in assert_one_line_refusal(result.stderr)
     assert sum(site.requests.values()) == before
 
 
 def test_missing_start_urls_is_a_clear_error(tmp_path):
     result = run_crawl(tmp_path / "archive")
-    assert result.returncode != 0
-    assert "start_urls" in result.stderr
+    assert result.returncode == 2
+    assert "start_urls" in assert_one_line_refusal(result.stderr)
 
 
 def test_archive_uri_from_the_environment(news_site, tmp_path):
@@ -84,8 +92,8 @@ def test_bad_sites_file_is_refused(tmp_path):
     sites_file = tmp_path / "sites.yaml"
     sites_file.write_text("sites:\n  - name: no urls\n")
     result = run_crawl(tmp_path / "archive", spider_args={"sites": str(sites_file)})
-    assert result.returncode != 0
-    assert "needs start_urls" in result.stderr
+    assert result.returncode == 2
+    assert "needs start_urls" in assert_one_line_refusal(result.stderr)
 
 
 def test_exit_code_is_non_zero_when_files_cannot_be_published(news_site, tmp_path):
@@ -95,7 +103,7 @@ def test_exit_code_is_non_zero_when_files_cannot_be_published(news_site, tmp_pat
     (archive / "articles").write_text("a file where the articles folder should be")
     result = run_crawl(archive, [site.base_url + REFERENCE_PATH])
     assert result.returncode == 1
-    assert "archive was not fully written" in result.stderr
+    assert "archive was not fully written" in result.stderr.strip().splitlines()[-1]
     manifest = json.loads(next((archive / "runs").glob("*.json")).read_text())
     assert manifest["status"] == "failed"
     assert any("publish articles/" in error for error in manifest["errors"])

@@ -25,6 +25,7 @@ from crawler.items import FetchedPage, RejectRecord, UrlAlias
 from crawler.sites import Site, load_sites_file, sites_from_start_urls
 from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError
+from pipelines.pagetype import url_shape
 from pipelines.fingerprints import canonicalize_url, registered_domain, url_key, url_without_fragment
 
 logger = logging.getLogger(__name__)
@@ -38,18 +39,22 @@ def new_crawl_id(now: datetime | None = None) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
+def sites_from_args(start_urls: str | None, sites: str | None) -> list[Site]:
+    """The sites of ``-a start_urls=...`` and ``-a sites=FILE``; ArchiveConfigError when neither is usable."""
+    if not start_urls and not sites:
+        raise ArchiveConfigError("give -a start_urls=URL[,URL...] or -a sites=FILE")
+    result = load_sites_file(sites) if sites else []
+    if start_urls:
+        result.extend(sites_from_start_urls(start_urls))
+    return result
+
+
 class NewsSpider(scrapy.Spider):
     name = "news"
 
     def __init__(self, start_urls: str | None = None, sites: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        if not start_urls and not sites:
-            raise ArchiveConfigError("give -a start_urls=URL[,URL...] or -a sites=FILE")
-        self.sites: list[Site] = []
-        if sites:
-            self.sites.extend(load_sites_file(sites))
-        if start_urls:
-            self.sites.extend(sites_from_start_urls(start_urls))
+        self.sites: list[Site] = sites_from_args(start_urls, sites)
         self.archive_args = {"start_urls": start_urls, "sites": sites}
         self.allowed_domains = sorted({host for site in self.sites for host in site.hosts}
                                       | {domain for site in self.sites for domain in site.domains})
@@ -130,7 +135,8 @@ class NewsSpider(scrapy.Spider):
             yield from self._parse_sitemap(response, body, depth)
         elif kind == "feed":
             for url in documents.feed_entries(body):
-                yield self._request(urljoin(response.url, url), via="feed", source=response.url, depth=self.max_link_depth)
+                url = urljoin(response.url, url)
+                yield self._request(url, via="feed", source=response.url, depth=self._entry_depth(url))
         elif kind == "html":
             yield self._page(response, via)
             if depth < self.max_link_depth:
@@ -155,7 +161,11 @@ class NewsSpider(scrapy.Spider):
             if sitemap_type == "sitemapindex":
                 yield self._request(url, via="sitemap", source=response.url, depth=depth, rules=False)
             else:
-                yield self._request(url, via="sitemap", source=response.url, depth=self.max_link_depth)
+                yield self._request(url, via="sitemap", source=response.url, depth=self._entry_depth(url))
+
+    def _entry_depth(self, url: str) -> int:
+        """Feed and sitemap entries are fetched, not followed; a listing page among them gets one hop."""
+        return self.max_link_depth - 1 if url_shape(url) == "listing" else self.max_link_depth
 
     def _page(self, response, via: str) -> FetchedPage:
         return FetchedPage(

@@ -1,0 +1,311 @@
+"""The archive step's Scrapy shell: records -> Parquet files (parquet.py) -> the store (storage.py), the
+run manifest last (manifest.py), and the leftovers of earlier runs first (spool.py).
+
+Closed files are published in background threads as soon as they roll, so a
+crawl of hours holds at most a few files on local disk, and the reactor keeps
+fetching while uploads run. A file that cannot be published stays in the spool
+and the run is marked failed (the ``crawl`` command then exits non-zero); the
+next run publishes it under the same key before it crawls. The manifest is
+written after every file, so its presence means the run's files are all there;
+when it cannot be written to the store it is kept in the spool with the
+files, and published by the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from scrapy import signals
+from twisted.internet import threads
+
+from crawler.items import ArticleRecord, DuplicateRecord, RejectRecord
+from pipelines import spool as spooling
+from pipelines import stats
+from pipelines.exceptions import ArchiveConfigError
+from pipelines.manifest import build_manifest, manifest_bytes, recorded_settings
+from pipelines.parquet import ClosedFile, DatasetWriter
+from pipelines.storage import PublishedFile, file_sha256, redact, store_from_uri
+from schemas import DATASETS
+
+logger = logging.getLogger(__name__)
+
+_DATASET_OF = {ArticleRecord: "articles", DuplicateRecord: "duplicates", RejectRecord: "rejects"}
+
+
+def s3_options_from_settings(settings):
+    from pipelines.s3_store import S3Options
+
+    return S3Options(
+        endpoint_url=settings.get("ARCHIVE_S3_ENDPOINT_URL") or None,
+        region=settings.get("ARCHIVE_S3_REGION") or None,
+        addressing_style=settings.get("ARCHIVE_S3_ADDRESSING_STYLE") or None,
+        storage_class=settings.get("ARCHIVE_S3_STORAGE_CLASS") or None,
+        sse=settings.get("ARCHIVE_S3_SSE") or None,
+        sse_kms_key_id=settings.get("ARCHIVE_S3_SSE_KMS_KEY_ID") or None,
+        retry_mode=settings.get("ARCHIVE_S3_RETRY_MODE"),
+        max_attempts=settings.getint("ARCHIVE_S3_MAX_ATTEMPTS"),
+        connect_timeout=settings.getfloat("ARCHIVE_S3_CONNECT_TIMEOUT"),
+        read_timeout=settings.getfloat("ARCHIVE_S3_READ_TIMEOUT"),
+        multipart_threshold=settings.getint("ARCHIVE_S3_MULTIPART_THRESHOLD"),
+        multipart_chunksize=settings.getint("ARCHIVE_S3_MULTIPART_CHUNKSIZE"),
+    )
+
+
+def open_store(settings):
+    """The store ARCHIVE_URI names, proven writable; BadArchiveURI (with the reason) otherwise."""
+    if settings.get("ARCHIVE_S3_RETRY_MODE") not in ("standard", "adaptive", "legacy"):
+        raise ArchiveConfigError(f"ARCHIVE_S3_RETRY_MODE must be standard or adaptive, not {settings.get('ARCHIVE_S3_RETRY_MODE')!r}")
+    store = store_from_uri(settings["ARCHIVE_URI"], s3_options_from_settings(settings))
+    store.check_writable()
+    return store
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    dataset: str
+    closed: ClosedFile
+    future: Future
+
+
+class ArchivePipeline:
+    def __init__(self, *, store, crawl_id: str, spool_root: Path, writer_options: dict, settings_record: dict,
+                 upload_threads: int = 2, stats_collector=None) -> None:
+        self.store = store
+        self.crawl_id = crawl_id
+        self.spool_root = spool_root
+        self.writer_options = writer_options
+        self.settings_record = settings_record
+        self.stats = stats_collector
+        self.executor = ThreadPoolExecutor(max_workers=upload_threads, thread_name_prefix="archive-upload")
+        self.uploads: list[_Upload] = []
+        self.writers: dict[str, DatasetWriter] = {}
+        self.published: list[tuple[str, PublishedFile]] = []
+        self.spooled: list[tuple[str, ClosedFile]] = []  #: files left in the spool when publishing failed
+        self.recovered: list[str] = []  #: crawl ids whose leftover files this run published
+        self.errors: list[str] = []
+        self.started_at = datetime.now(timezone.utc)
+        self.spool: spooling.RunSpool | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        from crawler.signals import archive_records
+
+        settings = crawler.settings
+        crawl_id = settings["ARCHIVE_CRAWL_ID"]
+        if not crawl_id:
+            raise ArchiveConfigError("ARCHIVE_CRAWL_ID is not set (the news spider sets it)")
+        store = open_store(settings)
+        spool_root = Path(settings["ARCHIVE_SPOOL_DIR"]) if settings.get("ARCHIVE_SPOOL_DIR") else store.default_spool_dir()
+        pipeline = cls(
+            store=store,
+            crawl_id=crawl_id,
+            spool_root=spool_root,
+            writer_options={
+                "max_file_rows": settings.getint("ARCHIVE_MAX_FILE_ROWS"),
+                "max_file_bytes": settings.getint("ARCHIVE_MAX_FILE_BYTES"),
+                "row_group_rows": settings.getint("ARCHIVE_ROW_GROUP_ROWS"),
+                "row_group_bytes": settings.getint("ARCHIVE_ROW_GROUP_BYTES"),
+                "compression": settings["ARCHIVE_COMPRESSION"],
+            },
+            settings_record=recorded_settings(settings),
+            upload_threads=settings.getint("ARCHIVE_UPLOAD_THREADS"),
+            stats_collector=crawler.stats,
+        )
+        crawler.signals.connect(pipeline.write_records, signal=archive_records)
+        crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
+        return pipeline
+
+    # --- start: this run's spool, then the leftovers of earlier runs --------------------------------------
+
+    def open_spider(self, spider=None):
+        self.started_at = datetime.now(timezone.utc)
+        self.spool = spooling.RunSpool(self.spool_root, self.crawl_id)
+        self._set(stats.CRAWL_ID, self.crawl_id)
+        self._set(stats.STATUS, "running")
+        for dataset, schema in DATASETS.items():
+            self.writers[dataset] = DatasetWriter(
+                dataset=dataset, schema=schema, spool_dir=self.spool.path, file_prefix=self.crawl_id,
+                on_closed=self._submit, **self.writer_options,
+            )
+        return threads.deferToThread(self._recover_leftovers)
+
+    def _recover_leftovers(self) -> None:
+        """Publish what earlier runs left in the spool (same keys), their manifests last. Runs in a thread."""
+        for folder, lock in spooling.leftover_runs(self.spool_root, exclude=self.crawl_id):
+            try:
+                self._recover_run(folder)
+            finally:
+                lock.close()
+                spooling.remove_if_empty(folder)
+
+    def _recover_run(self, folder: Path) -> None:
+        files = spooling.complete_files(folder)
+        manifest_entry = spooling.spooled_manifest(folder)
+        published, failed = [], []
+        for spooled in files:
+            try:
+                sha256 = file_sha256(spooled.path)
+                rows = _parquet_rows(spooled.path)
+                published.append(self.store.publish(spooled.path, spooled.key, rows=rows, sha256=sha256))
+            except Exception as exc:
+                failed.append(f"publish {spooled.key} (left by {folder.name}): {type(exc).__name__}: {redact(str(exc))}")
+        if failed:
+            self.errors.extend(failed)
+            logger.error("could not publish %d file(s) left by run %s; they stay in %s", len(failed), folder.name, folder)
+            return
+        if manifest_entry is not None:
+            path, manifest = manifest_entry
+            manifest["files"] = manifest.get("files", []) + [_file_entry(_dataset(p.key), p) for p in published]
+            manifest["spooled_files"] = []
+            manifest["recovered_by"] = self.crawl_id
+        elif published:
+            manifest = {"crawl_id": folder.name, "status": "incomplete", "recovered_by": self.crawl_id,
+                        "note": "the run ended without a manifest; these files were recovered from its spool",
+                        "files": [_file_entry(_dataset(p.key), p) for p in published]}
+            path = None
+        else:
+            return
+        try:
+            self.store.put_bytes(f"runs/{folder.name}.json", manifest_bytes(manifest))
+        except Exception as exc:
+            self.errors.append(f"manifest of {folder.name}: {type(exc).__name__}: {redact(str(exc))}")
+            return
+        if path is not None:
+            path.unlink()
+        self.recovered.append(folder.name)
+        logger.info("published %d file(s) left in the spool by run %s", len(published), folder.name)
+
+    # --- records -> files -> uploads -----------------------------------------------------------------------
+
+    def process_item(self, item):
+        dataset = _DATASET_OF.get(type(item))
+        if dataset is not None:
+            self._write(dataset, item)
+        self._collect()
+        return item
+
+    def write_records(self, records) -> None:
+        for record in records:
+            self._write(_DATASET_OF[type(record)], record)
+
+    def _write(self, dataset: str, record) -> None:
+        when = getattr(record, "fetched_at", None) or getattr(record, "detected_at")
+        try:
+            self.writers[dataset].write(record, dt=when.astimezone(timezone.utc).strftime("%Y-%m-%d"))
+        except Exception as exc:  # our own bug: record it, fail the run, keep crawling
+            logger.exception("could not write a %s row", dataset)
+            self._fail(f"write {dataset}: {type(exc).__name__}: {exc}")
+        else:
+            self._inc(stats.rows(dataset))
+
+    def _submit(self, closed: ClosedFile) -> None:
+        future = self.executor.submit(self.store.publish, closed.path, closed.key, rows=closed.rows, sha256=closed.sha256)
+        self.uploads.append(_Upload(closed.dataset, closed, future))
+
+    def _collect(self) -> None:
+        """Account for finished uploads, on the reactor thread."""
+        pending = []
+        for upload in self.uploads:
+            if not upload.future.done():
+                pending.append(upload)
+                continue
+            exc = upload.future.exception()
+            if exc is None:
+                published = upload.future.result()
+                self.published.append((upload.dataset, published))
+                self._inc(stats.FILES_PUBLISHED)
+                self._inc(stats.BYTES_PUBLISHED, published.bytes)
+                logger.info("published %s (%d rows, %d bytes)", published.key, published.rows, published.bytes)
+            else:
+                logger.error("could not publish %s; it stays in the spool at %s: %s",
+                             upload.closed.key, upload.closed.path, redact(str(exc)))
+                self.spooled.append((upload.dataset, upload.closed))
+                self._inc(stats.UPLOAD_FAILED)
+                self._fail(f"publish {upload.closed.key}: {type(exc).__name__}: {redact(str(exc))}")
+        self.uploads = pending
+
+    # --- end: close files, wait for uploads, manifest last ---------------------------------------------------
+
+    def close_spider(self, spider=None):
+        for dataset, writer in self.writers.items():
+            try:
+                writer.close()
+            except Exception as exc:
+                logger.exception("could not close the %s file", dataset)
+                writer.abort()
+                self._fail(f"close {dataset}: {type(exc).__name__}: {exc}")
+            if writer.rejected_rows:
+                self._fail(f"{dataset}: {writer.rejected_rows} row(s) refused by the schema")
+        return threads.deferToThread(self.executor.shutdown, wait=True).addCallback(lambda _: self._collect())
+
+    def spider_closed(self, spider, reason: str) -> None:
+        status = "failed" if self.errors else ("complete" if reason == "finished" else "partial")
+        self._set(stats.STATUS, status)
+        manifest = build_manifest(
+            crawl_id=self.crawl_id,
+            status=status,
+            started_at=self.started_at,
+            finished_at=datetime.now(timezone.utc),
+            finish_reason=reason,
+            settings=self.settings_record,
+            spider_args=dict(getattr(spider, "archive_args", {}) or {}),
+            stat_values=dict(self.stats.get_stats()) if self.stats is not None else {},
+            files=self.published,
+            errors=self.errors,
+        )
+        manifest["spooled_files"] = [_closed_entry(dataset, closed) for dataset, closed in self.spooled]
+        manifest["recovered_runs"] = self.recovered
+        data = manifest_bytes(manifest)
+        try:
+            self.store.put_bytes(f"runs/{self.crawl_id}.json", data)
+        except Exception as exc:
+            logger.error("could not write the run manifest: %s", redact(str(exc)))
+            self._fail(f"manifest: {type(exc).__name__}: {redact(str(exc))}")
+            self._set(stats.STATUS, "failed")
+            spooling.write_json(self.spool.manifest_path(), manifest_bytes({**manifest, "status": "failed"}))
+        else:
+            logger.info("run %s %s: %s", self.crawl_id, status, json.dumps(manifest["counts"], sort_keys=True))
+        if self.errors:
+            self._set(stats.FAILURE, self._failure_line())
+        self.spool.release()
+
+    def _failure_line(self) -> str:
+        if self.spooled or any(e.startswith("manifest") for e in self.errors):
+            return (f"{len(self.spooled)} file(s) could not be published to {self.store.uri}; they wait in "
+                    f"{self.spool.path} and the next run publishes them ({self.errors[0]})")
+        return f"{len(self.errors)} error(s) writing the archive; first: {self.errors[0]}"
+
+    def _fail(self, message: str) -> None:
+        self.errors.append(message)
+        self._inc(stats.WRITE_FAILED)
+
+    def _inc(self, name: str, count: int = 1) -> None:
+        if self.stats is not None:
+            self.stats.inc_value(name, count)
+
+    def _set(self, name: str, value) -> None:
+        if self.stats is not None:
+            self.stats.set_value(name, value)
+
+
+def _dataset(key: str) -> str:
+    return key.split("/", 1)[0]
+
+
+def _file_entry(dataset: str, published: PublishedFile) -> dict:
+    return {"dataset": dataset, "key": published.key, "rows": published.rows, "bytes": published.bytes,
+            "sha256": published.sha256}
+
+
+def _closed_entry(dataset: str, closed: ClosedFile) -> dict:
+    return {"dataset": dataset, "key": closed.key, "rows": closed.rows, "sha256": closed.sha256}
+
+
+def _parquet_rows(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows

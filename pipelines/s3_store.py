@@ -1,0 +1,231 @@
+"""An archive in S3 or an S3-compatible store (MinIO, Ceph, R2...), through boto3.
+
+Credentials and endpoint come the way every AWS tool takes them (boto3's
+default chain; ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3``); settings may
+override endpoint, region, addressing style, storage class, server-side
+encryption and the retry mode. Uploads use boto3's managed transfer
+(multipart for large files; s3transfer aborts a failed multipart upload, and
+a leftover one for the same key is aborted before a retry). A file is
+verified after upload, by size, by its SHA-256 in the object's metadata and by
+an ETag computed locally the way S3 computes it (MD5, or MD5 of part MD5s),
+before the local copy is deleted. Publishing an object that is already there
+with the same SHA-256 is a no-op, so a re-upload never makes a second copy.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
+from s3transfer.utils import ChunksizeAdjuster
+
+from pipelines.exceptions import BadArchiveURI, PublishError
+from pipelines.storage import PublishedFile, check_key, redact
+
+logger = logging.getLogger(__name__)
+
+#: S3 bucket naming rules (3-63 characters, lower case, digits, dots and hyphens)
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
+
+
+@dataclass(frozen=True, slots=True)
+class S3Options:
+    """Settings that shape the S3 client and uploads (``ARCHIVE_S3_*``); empty means boto3's default."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    addressing_style: str | None = None  #: auto, path or virtual
+    storage_class: str | None = None  #: STANDARD, STANDARD_IA, INTELLIGENT_TIERING...
+    sse: str | None = None  #: AES256 or aws:kms
+    sse_kms_key_id: str | None = None
+    retry_mode: str = "standard"  #: standard or adaptive
+    max_attempts: int = 5
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    multipart_threshold: int = 64 * 2**20
+    multipart_chunksize: int = 16 * 2**20
+    max_concurrency: int = 4
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """(bucket, prefix) of ``s3://bucket/prefix``; the prefix has no leading or trailing slash."""
+    parts = urlsplit(uri)
+    if parts.scheme != "s3":
+        raise BadArchiveURI(f"not an s3:// URI: {redact(uri)!r}")
+    if "@" in parts.netloc:
+        raise BadArchiveURI("an s3:// URI must not carry credentials; use the AWS credential chain")
+    bucket = parts.netloc
+    if not bucket:
+        raise BadArchiveURI(f"s3:// URI without a bucket: {uri!r}; use s3://bucket/prefix")
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise BadArchiveURI(f"invalid S3 bucket name {bucket!r} in {uri!r}")
+    prefix = parts.path.strip("/")
+    if prefix:
+        check_key(prefix)
+    return bucket, prefix
+
+
+def s3_etag(path: Path, *, multipart_threshold: int, multipart_chunksize: int) -> str:
+    """The ETag S3 gives ``path`` uploaded by boto3's managed transfer with these sizes (without SSE-KMS)."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        if size < multipart_threshold:
+            return hashlib.md5(handle.read(), usedforsecurity=False).hexdigest()
+        chunk = ChunksizeAdjuster().adjust_chunksize(multipart_chunksize, size)
+        digests = [hashlib.md5(part, usedforsecurity=False).digest() for part in iter(lambda: handle.read(chunk), b"")]
+    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
+
+
+class S3Store:
+    """Publishes closed files under ``s3://bucket/prefix/<key>``."""
+
+    def __init__(self, *, bucket: str, prefix: str, client, options: S3Options) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.client = client
+        self.options = options
+        self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        self.transfer = TransferConfig(
+            multipart_threshold=options.multipart_threshold,
+            multipart_chunksize=options.multipart_chunksize,
+            max_concurrency=options.max_concurrency,
+            use_threads=True,
+        )
+
+    @classmethod
+    def from_uri(cls, uri: str, options: S3Options | None = None) -> "S3Store":
+        options = options or S3Options()
+        bucket, prefix = parse_s3_uri(uri)
+        config = Config(
+            retries={"mode": options.retry_mode, "max_attempts": options.max_attempts},
+            connect_timeout=options.connect_timeout,
+            read_timeout=options.read_timeout,
+            s3={"addressing_style": options.addressing_style or "auto"},
+            request_checksum_calculation="when_required",  # S3-compatible stores reject boto3's default checksums
+            response_checksum_validation="when_required",
+            user_agent_extra="news-archive",
+        )
+        client = boto3.session.Session().client(
+            "s3", endpoint_url=options.endpoint_url or None, region_name=options.region or None, config=config
+        )
+        return cls(bucket=bucket, prefix=prefix, client=client, options=options)
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def check_writable(self) -> None:
+        """Refuse, before any fetch, a bucket that does not exist, is not ours, or credentials that are missing."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            raise BadArchiveURI(
+                f"no AWS credentials found for {self.uri} (environment, profile, container or instance role)"
+            ) from exc
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("404", "NoSuchBucket") or status == 404:
+                raise BadArchiveURI(f"bucket {self.bucket!r} does not exist ({self.uri})") from exc
+            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
+                raise BadArchiveURI(f"access to bucket {self.bucket!r} denied ({code}); check the credentials") from exc
+            raise BadArchiveURI(f"cannot use {self.uri}: {redact(str(exc))}") from exc
+        except BotoCoreError as exc:
+            raise BadArchiveURI(f"cannot reach the S3 endpoint for {self.uri}: {redact(str(exc))}") from exc
+
+    def default_spool_dir(self) -> Path:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        digest = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
+        return cache / "news-archive" / "spool" / digest
+
+    def exists(self, key: str) -> bool:
+        return self._head(self._key(key)) is not None
+
+    def _head(self, full_key: str) -> dict | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=full_key)
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise
+
+    def _extra_args(self, *, sha256: str, rows: int | None, content_type: str) -> dict:
+        args = {"ContentType": content_type, "Metadata": {"sha256": sha256}}
+        if rows is not None:
+            args["Metadata"]["rows"] = str(rows)
+        if self.options.storage_class:
+            args["StorageClass"] = self.options.storage_class
+        if self.options.sse:
+            args["ServerSideEncryption"] = self.options.sse
+            if self.options.sse_kms_key_id:
+                args["SSEKMSKeyId"] = self.options.sse_kms_key_id
+        return args
+
+    def abort_incomplete_uploads(self, full_key: str) -> int:
+        """Abort multipart uploads of ``full_key`` left by an earlier failed attempt; how many were aborted."""
+        aborted = 0
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_key):
+            for upload in page.get("Uploads", []):
+                if upload["Key"] == full_key:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload["UploadId"])
+                    aborted += 1
+        return aborted
+
+    def publish(self, local_path: Path, key: str, *, rows: int, sha256: str) -> PublishedFile:
+        full_key = self._key(key)
+        size = local_path.stat().st_size
+        try:
+            head = self._head(full_key)
+            if head is not None and head.get("Metadata", {}).get("sha256") == sha256 and head["ContentLength"] == size:
+                logger.info("%s is already in the store with the same SHA-256; not uploaded again", key)
+            else:
+                if self.abort_incomplete_uploads(full_key):
+                    logger.warning("aborted an incomplete multipart upload of %s left by an earlier attempt", key)
+                self.client.upload_file(
+                    str(local_path), self.bucket, full_key, Config=self.transfer,
+                    ExtraArgs=self._extra_args(sha256=sha256, rows=rows, content_type=PARQUET_CONTENT_TYPE),
+                )
+                self._verify(local_path, full_key, size=size, sha256=sha256)
+        except (BotoCoreError, ClientError) as exc:
+            raise PublishError(f"could not upload {key} to {self.uri}: {redact(str(exc))}") from None
+        local_path.unlink()
+        return PublishedFile(key=key, rows=rows, bytes=size, sha256=sha256)
+
+    def _verify(self, local_path: Path, full_key: str, *, size: int, sha256: str) -> None:
+        head = self._head(full_key)
+        if head is None:
+            raise PublishError(f"{full_key} is missing after upload")
+        if head["ContentLength"] != size or head.get("Metadata", {}).get("sha256") != sha256:
+            raise PublishError(f"{full_key}: stored size or SHA-256 differs from the local file")
+        if self.options.sse != "aws:kms":  # SSE-KMS ETags are not MD5s
+            expected = s3_etag(local_path, multipart_threshold=self.options.multipart_threshold,
+                               multipart_chunksize=self.options.multipart_chunksize)
+            if head["ETag"].strip('"') != expected:
+                raise PublishError(f"{full_key}: stored ETag {head['ETag']} differs from the local file's {expected}")
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        full_key = self._key(key)
+        sha256 = hashlib.sha256(data).hexdigest()
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=full_key, Body=data,
+                ContentMD5=base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode(),
+                **self._extra_args(sha256=sha256, rows=None, content_type="application/json"),
+            )
+            head = self._head(full_key)
+        except (BotoCoreError, ClientError) as exc:
+            raise PublishError(f"could not write {key} to {self.uri}: {redact(str(exc))}") from None
+        if head is None or head["ContentLength"] != len(data) or head.get("Metadata", {}).get("sha256") != sha256:
+            raise PublishError(f"{full_key}: stored object differs from what was written")

@@ -1,0 +1,102 @@
+"""The spool: where closed files wait, on local disk, until the store has them.
+
+Each run writes under ``<spool root>/<crawl_id>/`` with the archive's own key
+layout, and holds an exclusive lock on ``<crawl_id>/.lock`` while it lives. A
+run folder that is left behind (the store was unreachable, or the process
+died) and whose lock is free belongs to nobody: the next run publishes its
+complete files under the same keys, discards its ``.inprogress`` files (those
+rows were never committed, so their pages are fetched again), and publishes
+its manifest last.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+MANIFEST_DIR = "runs"
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledFile:
+    key: str
+    path: Path
+
+
+class RunSpool:
+    """This run's spool folder, locked for the life of the run."""
+
+    def __init__(self, root: Path, crawl_id: str) -> None:
+        self.root = root
+        self.crawl_id = crawl_id
+        self.path = root / crawl_id
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.path / ".lock", "w")  # noqa: SIM115 (held for the life of the run)
+        fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST_DIR / f"{self.crawl_id}.json"
+
+    def release(self) -> None:
+        """Unlock; remove the folder when nothing is left in it."""
+        self._lock.close()
+        remove_if_empty(self.path)
+
+
+def leftover_runs(root: Path, *, exclude: str) -> list[tuple[Path, object]]:
+    """Run folders under ``root`` whose owner is gone, each with its lock held: (folder, lock handle)."""
+    found = []
+    if not root.is_dir():
+        return found
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != exclude):
+        lock = open(folder / ".lock", "a")  # noqa: SIM115
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()  # a live run owns it
+            continue
+        found.append((folder, lock))
+    return found
+
+
+def complete_files(folder: Path) -> list[SpooledFile]:
+    """The closed Parquet files in a run folder, by key; unfinished ``.inprogress`` files are deleted."""
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.name.endswith(".inprogress"):
+            path.unlink()
+        elif path.is_file() and path.suffix == ".parquet":
+            files.append(SpooledFile(path.relative_to(folder).as_posix(), path))
+    return files
+
+
+def spooled_manifest(folder: Path) -> tuple[Path, dict] | None:
+    paths = sorted((folder / MANIFEST_DIR).glob("*.json"))
+    if not paths:
+        return None
+    return paths[0], json.loads(paths[0].read_text(encoding="utf-8"))
+
+
+def write_json(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".json.tmp")
+    with open(staging, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(staging, path)
+
+
+def remove_if_empty(root: Path) -> None:
+    """Remove ``root`` and its sub-folders when they hold no file but a lock."""
+    if not root.is_dir():
+        return
+    lock = root / ".lock"
+    if not any(p.is_file() and p != lock for p in root.rglob("*")):
+        lock.unlink(missing_ok=True)
+        for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            folder.rmdir()
+        root.rmdir()
