@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 from s3transfer.utils import ChunksizeAdjuster
 
@@ -198,7 +199,7 @@ class S3Store:
                     ExtraArgs=self._extra_args(sha256=sha256, rows=rows, content_type=PARQUET_CONTENT_TYPE),
                 )
                 self._verify(local_path, full_key, size=size, sha256=sha256)
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, Boto3Error) as exc:
             raise PublishError(f"could not upload {key} to {self.uri}: {redact(str(exc))}") from None
         local_path.unlink()
         return PublishedFile(key=key, rows=rows, bytes=size, sha256=sha256)

@@ -69,9 +69,53 @@ def run_crawl(archive: Path, start_urls: list[str] | None = None, *, spider_args
     for name, value in {**TEST_SETTINGS, "ARCHIVE_URI": str(archive), **(settings or {})}.items():
         command += ["-s", f"{name}={value}"]
     process_env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVE_", "AWS_"))}
+    process_env["AWS_EC2_METADATA_DISABLED"] = "true"  # no test may ask the instance metadata service
     process_env.update(env or {})
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=process_env)
     return CrawlResult(completed.returncode, completed.stdout, completed.stderr, archive)
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto's S3 server as its own process on 127.0.0.1, port 0."""
+    from s3fakes import MotoServer
+
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_server, monkeypatch):
+    """A fresh bucket on the moto server; the environment points boto3 at it as production points at AWS."""
+    import uuid
+
+    import boto3
+    from s3fakes import FAKE_ENV
+
+    for name, value in FAKE_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    bucket = f"archive-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=moto_server.url, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)
+    return S3Target(bucket=bucket, client=client, endpoint=moto_server.url, env={**FAKE_ENV, "AWS_ENDPOINT_URL": moto_server.url})
+
+
+@dataclass
+class S3Target:
+    bucket: str
+    client: object
+    endpoint: str
+    env: dict
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+    def incomplete_uploads(self) -> list[dict]:
+        return self.client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
 
 
 @pytest.fixture(scope="session")

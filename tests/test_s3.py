@@ -1,0 +1,268 @@
+"""The archive in S3: moto's S3 server over HTTP on loopback, and a proxy that injects faults."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run_crawl
+from newssite import REFERENCE_PATH, START_PATHS
+from pipelines.exceptions import BadArchiveURI, PublishError
+from pipelines.s3_store import S3Options, S3Store, s3_etag
+from s3fakes import Fault, FaultProxy
+
+pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
+
+MIB = 2**20
+
+
+def read_dataset(s3, prefix: str, dataset: str) -> list[dict]:
+    rows = []
+    for key in s3.keys(f"{prefix}/{dataset}/"):
+        body = s3.client.get_object(Bucket=s3.bucket, Key=key)["Body"].read()
+        rows += pq.read_table(io.BytesIO(body)).to_pylist()
+    return rows
+
+
+def manifest(s3, prefix: str) -> dict:
+    [key] = s3.keys(f"{prefix}/runs/")
+    return json.loads(s3.client.get_object(Bucket=s3.bucket, Key=key)["Body"].read())
+
+
+#: columns that differ between two runs by nature
+RUN_COLUMNS = {"dt", "crawl_id", "fetched_at", "first_seen_at", "detected_at", "duplicate_of_crawl_id", "source_url"}
+
+
+def comparable(rows: list[dict]) -> list[tuple]:
+    return sorted(tuple((k, str(v)) for k, v in sorted(row.items()) if k not in RUN_COLUMNS) for row in rows)
+
+
+def test_crawl_into_s3_gives_the_same_rows_as_into_a_folder(s3, news_site, tmp_path):
+    site, _ = news_site
+    start = [site.base_url + p for p in START_PATHS]
+    one_at_a_time = {"CONCURRENT_REQUESTS": "1", "ARCHIVE_SPOOL_DIR": tmp_path / "spool"}  # the same order both times
+    folder = run_crawl(tmp_path / "folder", start, settings=one_at_a_time)
+    result = run_crawl(tmp_path / "unused", start, env=s3.env,
+                       settings={**one_at_a_time, "ARCHIVE_URI": f"s3://{s3.bucket}/news"})
+    assert folder.returncode == 0 and result.returncode == 0, result.stderr[-3000:]
+    for dataset in ("articles", "duplicates", "rejects"):
+        in_s3, in_folder = comparable(read_dataset(s3, "news", dataset)), comparable(folder.rows(dataset))
+        differing = {k for a, b in zip(in_s3, in_folder) for (k, v), (_, w) in zip(a, b) if v != w}
+        assert in_s3 == in_folder, (dataset, differing)
+    run = manifest(s3, "news")
+    assert run["status"] == "complete"
+    assert run["counts"] == folder.manifests()[0]["counts"]
+    assert sorted(f"news/{f['key']}" for f in run["files"]) == [k for k in s3.keys("news/") if not k.startswith("news/runs/")]
+    for entry in run["files"]:
+        head = s3.client.head_object(Bucket=s3.bucket, Key=f"news/{entry['key']}")
+        assert head["ContentLength"] == entry["bytes"] and head["Metadata"]["sha256"] == entry["sha256"]
+    secret = s3.env["AWS_SECRET_ACCESS_KEY"]
+    assert secret not in result.stdout + result.stderr + json.dumps(run)
+    assert not s3.incomplete_uploads()
+    assert not list((tmp_path / "spool").rglob("*.parquet")), "published files leave the spool"
+
+
+def test_read_back_with_pyarrow_s3_filesystem(s3, news_site, tmp_path):
+    from pyarrow import dataset as ds
+    from pyarrow import fs
+
+    site, _ = news_site
+    result = run_crawl(tmp_path / "unused", [site.base_url + REFERENCE_PATH], env=s3.env,
+                       settings={"ARCHIVE_URI": f"s3://{s3.bucket}/a", "ARCHIVE_SPOOL_DIR": tmp_path / "spool"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    filesystem = fs.S3FileSystem(access_key=s3.env["AWS_ACCESS_KEY_ID"], secret_key=s3.env["AWS_SECRET_ACCESS_KEY"],
+                                 endpoint_override=s3.endpoint, scheme="http", region="us-east-1")
+    table = ds.dataset(f"{s3.bucket}/a/articles", filesystem=filesystem, format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == manifest(s3, "a")["counts"]["articles_written"] > 0
+    assert "dt" in table.column_names
+
+
+def test_read_back_with_duckdb_httpfs(s3, news_site, tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    site, _ = news_site
+    result = run_crawl(tmp_path / "unused", [site.base_url + REFERENCE_PATH], env=s3.env,
+                       settings={"ARCHIVE_URI": f"s3://{s3.bucket}/d", "ARCHIVE_SPOOL_DIR": tmp_path / "spool"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    con = duckdb.connect()
+    try:
+        con.execute("LOAD httpfs")
+    except duckdb.Error as exc:
+        pytest.skip(f"DuckDB's httpfs extension is not installed and cannot be downloaded here: {exc}")
+    con.execute(f"""CREATE SECRET (TYPE s3, KEY_ID '{s3.env['AWS_ACCESS_KEY_ID']}', SECRET '{s3.env['AWS_SECRET_ACCESS_KEY']}',
+        ENDPOINT '{s3.endpoint.removeprefix('http://')}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')""")
+    rows = con.execute(f"SELECT title FROM read_parquet('s3://{s3.bucket}/d/articles/**/*.parquet', hive_partitioning=true)").fetchall()
+    assert len(rows) == manifest(s3, "d")["counts"]["articles_written"] > 0
+
+
+def test_retries_recover_from_errors_slow_answers_and_dropped_connections(s3, news_site, tmp_path):
+    site, _ = news_site
+    proxy = FaultProxy(s3.endpoint, faults=[
+        Fault("status", method="PUT", path=r"/articles/", status=503, times=2),
+        Fault("status", method="PUT", path=r"/duplicates/", status=500, times=1),
+        Fault("slow", method="PUT", path=r"/rejects/", delay=3.0, times=1),
+        Fault("drop", method="PUT", path=r"/runs/", times=1),
+        Fault("drop", method="HEAD", path=r"/articles/", times=1),
+    ])
+    endpoint = proxy.start()
+    try:
+        result = run_crawl(tmp_path / "unused", [site.base_url + p for p in START_PATHS],
+                           env={**s3.env, "AWS_ENDPOINT_URL": endpoint},
+                           settings={"ARCHIVE_URI": f"s3://{s3.bucket}/r", "ARCHIVE_SPOOL_DIR": tmp_path / "spool",
+                                     "ARCHIVE_S3_READ_TIMEOUT": "1", "ARCHIVE_S3_MAX_ATTEMPTS": "5"})
+    finally:
+        proxy.stop()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(f.hits == f.times for f in proxy.faults), [(f.path, f.hits) for f in proxy.faults]
+    assert proxy.count("PUT", "/articles/", "503") == 2 and proxy.count("PUT", "/duplicates/", "500") == 1
+    run = manifest(s3, "r")
+    assert run["status"] == "complete" and not run["errors"]
+    assert len(read_dataset(s3, "r", "articles")) == run["counts"]["articles_written"] > 0
+    assert not s3.incomplete_uploads()
+
+
+def test_outage_loses_no_row_and_the_next_run_uploads_the_spool(s3, news_site, tmp_path):
+    site, spec = news_site
+    spool = tmp_path / "spool"
+    proxy = FaultProxy(s3.endpoint, faults=[Fault("status", method="PUT", status=503, times=None)])
+    endpoint = proxy.start()
+    settings = {"ARCHIVE_URI": f"s3://{s3.bucket}/o", "ARCHIVE_SPOOL_DIR": spool, "ARCHIVE_S3_MAX_ATTEMPTS": "2"}
+    env = {**s3.env, "AWS_ENDPOINT_URL": endpoint}
+    try:
+        first = run_crawl(tmp_path / "unused", [site.base_url + p for p in START_PATHS], env=env, settings=settings)
+        assert first.returncode == 1
+        last_line = first.stderr.strip().splitlines()[-1]
+        assert last_line.startswith("news-archive: the archive was not fully written") and "next run" in last_line
+        assert s3.keys("o/") == [], "nothing reached the store"
+        spooled = sorted(p.relative_to(spool).as_posix() for p in spool.rglob("*") if p.is_file() and p.name != ".lock")
+        crawl_id = spooled[0].split("/")[0]
+        assert any(p.endswith(f"runs/{crawl_id}.json") for p in spooled)
+        assert sum(p.endswith(".parquet") for p in spooled) == 3
+        spooled_manifest = json.loads((spool / crawl_id / "runs" / f"{crawl_id}.json").read_text())
+        assert spooled_manifest["status"] == "failed" and len(spooled_manifest["spooled_files"]) == 3
+        proxy.faults.clear()  # the store is back
+        second = run_crawl(tmp_path / "unused", [site.base_url + "/about/"], env=env, settings=settings)
+    finally:
+        proxy.stop()
+    assert second.returncode == 0, second.stderr[-3000:]
+    articles = [r for r in read_dataset(s3, "o", "articles") if r["crawl_id"] == crawl_id]
+    assert len(articles) == spooled_manifest["counts"]["articles_written"] == len(spec.articles)
+    duplicates = [r for r in read_dataset(s3, "o", "duplicates") if r["crawl_id"] == crawl_id]
+    assert len(duplicates) == spooled_manifest["counts"]["duplicates_written"] > 0
+    first_run = json.loads(s3.client.get_object(Bucket=s3.bucket, Key=f"o/runs/{crawl_id}.json")["Body"].read())
+    assert first_run["recovered_by"] != crawl_id and first_run["spooled_files"] == []
+    assert sorted(f["key"] for f in first_run["files"]) == sorted(k.removeprefix("o/") for k in s3.keys("o/")
+                                                                  if crawl_id in k and not k.startswith("o/runs/"))
+    assert not [p for p in spool.rglob("*") if p.is_file()], "the spool is empty again"
+    assert not s3.incomplete_uploads()
+
+
+def make_store(s3, endpoint: str, **options) -> S3Store:
+    defaults = dict(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB, max_attempts=2, read_timeout=5)
+    return S3Store.from_uri(f"s3://{s3.bucket}/m", S3Options(endpoint_url=endpoint, **{**defaults, **options}))
+
+
+def random_file(path, size: int):
+    path.write_bytes(os.urandom(size))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_failed_multipart_upload_is_aborted(s3, tmp_path):
+    proxy = FaultProxy(s3.endpoint, faults=[Fault("drop", method="PUT", path=r"partNumber=2", times=None)])
+    store = make_store(s3, proxy.start())
+    try:
+        path = tmp_path / "big.parquet"
+        sha256 = random_file(path, 12 * MIB)
+        with pytest.raises(PublishError):
+            store.publish(path, "articles/dt=2026-11-25/x-00001.parquet", rows=1, sha256=sha256)
+    finally:
+        proxy.stop()
+    assert path.exists(), "the local file is kept for the next try"
+    assert proxy.count("POST", r"uploads") >= 1, "it was a multipart upload"
+    assert not s3.incomplete_uploads()
+    assert s3.keys("m/") == []
+
+
+def test_leftover_multipart_upload_is_aborted_before_the_retry(s3, tmp_path):
+    proxy = FaultProxy(s3.endpoint, faults=[Fault("status", method="PUT", path=r"partNumber=2", status=503, times=None),
+                                            Fault("status", method="DELETE", status=503, times=None)])
+    endpoint = proxy.start()
+    try:
+        path = tmp_path / "big.parquet"
+        sha256 = random_file(path, 12 * MIB)
+        key = "articles/dt=2026-11-25/x-00001.parquet"
+        with pytest.raises(PublishError):
+            make_store(s3, endpoint).publish(path, key, rows=1, sha256=sha256)
+        assert len(s3.incomplete_uploads()) == 1, "the abort itself failed: the upload dangles"
+        proxy.faults.clear()
+        published = make_store(s3, endpoint).publish(path, key, rows=1, sha256=sha256)
+    finally:
+        proxy.stop()
+    assert not s3.incomplete_uploads()
+    assert published.sha256 == sha256 and not path.exists()
+    head = s3.client.head_object(Bucket=s3.bucket, Key=f"m/{key}")
+    assert head["ETag"].strip('"').endswith("-3")
+
+
+def test_republishing_the_same_file_makes_no_second_copy(s3, tmp_path):
+    s3.client.put_bucket_versioning(Bucket=s3.bucket, VersioningConfiguration={"Status": "Enabled"})
+    store = make_store(s3, s3.endpoint)
+    key = "articles/dt=2026-11-25/x-00001.parquet"
+    path = tmp_path / "f.parquet"
+    sha256 = random_file(path, 1000)
+    content = path.read_bytes()
+    store.publish(path, key, rows=1, sha256=sha256)
+    path.write_bytes(content)  # the same file, spooled again after a lost verification
+    store.publish(path, key, rows=1, sha256=sha256)
+    versions = s3.client.list_object_versions(Bucket=s3.bucket, Prefix=f"m/{key}")["Versions"]
+    assert len(versions) == 1
+
+
+def test_verification_refuses_an_object_that_differs(s3, tmp_path):
+    store = make_store(s3, s3.endpoint)
+    path = tmp_path / "f.parquet"
+    sha256 = random_file(path, 1000)
+    store.client.upload_file(str(path), s3.bucket, "m/k.parquet", ExtraArgs={"Metadata": {"sha256": sha256}})
+    random_file(path, 1000)  # same size, other bytes
+    with pytest.raises(PublishError, match="ETag"):
+        store._verify(path, "m/k.parquet", size=1000, sha256=sha256)
+    assert s3_etag(path, multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB) != store.client.head_object(
+        Bucket=s3.bucket, Key="m/k.parquet")["ETag"].strip('"')
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("s3://", "without a bucket"),
+        ("s3://no-such-bucket-here/p", "does not exist"),
+        ("s3a://bucket/p", "unknown archive scheme"),
+        ("s3://Bad_Bucket/p", "invalid S3 bucket name"),
+    ],
+)
+def test_bad_s3_uris_are_refused_before_any_fetch(s3, news_site, tmp_path, uri, message):
+    site, _ = news_site
+    before = sum(site.requests.values())
+    result = run_crawl(tmp_path / "unused", [site.base_url + "/"], env=s3.env, settings={"ARCHIVE_URI": uri})
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("news-archive: ") and message in last and "Traceback" not in result.stderr
+    assert sum(site.requests.values()) == before
+
+
+def test_missing_credentials_are_refused_before_any_fetch(s3, news_site, tmp_path):
+    site, _ = news_site
+    env = {k: v for k, v in s3.env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    result = run_crawl(tmp_path / "unused", [site.base_url + "/"], env=env, settings={"ARCHIVE_URI": f"s3://{s3.bucket}/x"})
+    assert result.returncode == 2
+    assert "no AWS credentials found" in result.stderr.strip().splitlines()[-1]
+
+
+def test_s3_store_unit_refusals(s3):
+    with pytest.raises(BadArchiveURI):
+        S3Store.from_uri("s3://key:secret@bucket/p")
+    with pytest.raises(BadArchiveURI, match="does not exist"):
+        S3Store.from_uri("s3://missing-bucket-x/p", S3Options(endpoint_url=s3.endpoint)).check_writable()
