@@ -109,3 +109,15 @@ def test_exit_code_is_non_zero_when_files_cannot_be_published(news_site, tmp_pat
     assert any("publish articles/" in error for error in manifest["errors"])
     spooled = list((archive / "_spool").rglob("*.parquet"))
     assert spooled, "the unpublished file is kept in the spool, not lost"
+
+
+def test_no_secret_in_logs_stats_or_manifest(news_site, tmp_path):
+    site, _ = news_site
+    secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+    result = run_crawl(tmp_path / "archive", [site.base_url + REFERENCE_PATH],
+                       settings={"AWS_SECRET_ACCESS_KEY": secret, "ARCHIVE_S3_ENDPOINT_URL": f"http://user:{secret}@127.0.0.1:9"},
+                       env={"AWS_SESSION_TOKEN": secret + "-token"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "AWS_SECRET_ACCESS_KEY" in result.stderr, "the overridden setting is logged, masked"
+    assert secret not in result.stdout + result.stderr
+    assert secret not in (tmp_path / "archive" / "runs").joinpath(next((tmp_path / "archive" / "runs").iterdir()).name).read_text()

@@ -13,6 +13,7 @@ import sys
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 
+from crawler import redaction
 from pipelines import stats
 from pipelines.archive import open_store
 from pipelines.exceptions import ArchiveError
@@ -30,6 +31,7 @@ class Command(ScrapyCrawlCommand):
     def run(self, args, opts):
         if len(args) < 1:
             return super().run(args, opts)
+        redaction.install(self.settings)
         if args[0] == "news":
             try:
                 check_before_crawl(self.settings, opts.spargs)
