@@ -271,3 +271,27 @@ def test_s3_store_unit_refusals(s3):
         S3Store.from_uri("s3://key:secret@bucket/p")
     with pytest.raises(BadArchiveURI, match="does not exist"):
         S3Store.from_uri("s3://missing-bucket-x/p", S3Options(endpoint_url=s3.endpoint)).check_writable()
+
+
+def test_storage_class_and_encryption_settings_reach_the_objects(s3, tmp_path):
+    store = make_store(s3, s3.endpoint, storage_class="STANDARD_IA", sse="AES256")
+    path = tmp_path / "f.parquet"
+    sha256 = random_file(path, 1000)
+    store.publish(path, "articles/dt=2026-11-25/x-00001.parquet", rows=3, sha256=sha256)
+    head = s3.client.head_object(Bucket=s3.bucket, Key="m/articles/dt=2026-11-25/x-00001.parquet")
+    assert head["StorageClass"] == "STANDARD_IA"
+    assert head["ServerSideEncryption"] == "AES256"
+    assert head["Metadata"] == {"sha256": sha256, "rows": "3"}
+
+
+def test_files_are_published_while_the_crawl_runs(s3, news_site, tmp_path):
+    site, _ = news_site
+    result = run_crawl(tmp_path / "unused", [site.base_url + p for p in START_PATHS], env=s3.env,
+                       settings={"ARCHIVE_URI": f"s3://{s3.bucket}/p", "ARCHIVE_SPOOL_DIR": tmp_path / "spool",
+                                 "ARCHIVE_MAX_FILE_ROWS": "2", "ARCHIVE_ROW_GROUP_ROWS": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stderr.splitlines()
+    first_publish = next(i for i, line in enumerate(lines) if "published articles/" in line)
+    closing = next(i for i, line in enumerate(lines) if "Closing spider" in line)
+    assert first_publish < closing, "the first file was uploaded before the crawl ended"
+    assert len([k for k in s3.keys("p/articles/")]) >= 6
