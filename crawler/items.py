@@ -25,6 +25,9 @@ class FetchedPage:
     fetched_at: datetime  #: UTC
     discovered_via: str  #: start, link, feed or sitemap
     source_url: str | None = None  #: the page, feed or sitemap the URL was found on
+    http_etag: str | None = None
+    http_last_modified: str | None = None
+    revisit: bool = False  #: fetched again because it was archived more than CRAWL_REVISIT_AFTER_DAYS ago
 
 
 @dataclass(kw_only=True, slots=True)
@@ -66,6 +69,8 @@ class ArticleRecord:
     fetched_at: datetime  #: UTC
     first_seen_at: datetime  #: UTC
     http_status: int
+    http_etag: str | None = None
+    http_last_modified: str | None = None
     discovered_via: str
     source_url: str | None = None
     crawl_id: str

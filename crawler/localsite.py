@@ -1,12 +1,16 @@
 """A static site served on loopback: the offline demo and the tests crawl it.
 
 The server binds 127.0.0.1 on a port the OS picks, serves an in-memory map of
-paths to pages, and counts every request so tests can assert what was fetched.
+paths to pages with an ETag (answering 304 to a matching If-None-Match, as
+static file servers do), and counts every request and answer so tests can
+assert what was fetched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +36,8 @@ class LocalSite:
     def __init__(self, pages: dict[str, Page] | None = None) -> None:
         self.pages: dict[str, Page] = dict(pages or {})
         self.requests: Counter[str] = Counter()
+        self.statuses: Counter[tuple[str, int]] = Counter()  #: (path, status answered)
+        self.delay = 0.0  #: seconds to wait before each answer (a slow site)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -52,16 +58,28 @@ class LocalSite:
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 with site._lock:
                     site.requests[self.path] += 1
+                if site.delay:
+                    time.sleep(site.delay)
                 page = site.pages.get(self.path)
                 if page is None:
                     page = Page(body=b"<html><body><h1>Not found</h1></body></html>", status=404)
-                self.send_response(page.status)
+                etag = '"' + hashlib.sha1(page.body).hexdigest()[:16] + '"'  # as static file servers do
+                if page.status == 200 and self.headers.get("If-None-Match") == etag:
+                    self._answer(304, page, etag, b"")
+                else:
+                    self._answer(page.status, page, etag, page.body)
+
+            def _answer(self, status: int, page: Page, etag: str, body: bytes) -> None:
+                with site._lock:
+                    site.statuses[(self.path, status)] += 1
+                self.send_response(status)
                 self.send_header("Content-Type", page.content_type)
-                self.send_header("Content-Length", str(len(page.body)))
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", etag)
                 for name, value in page.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(page.body)
+                self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass

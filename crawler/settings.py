@@ -47,9 +47,14 @@ EXTRACT_FAVOR_PRECISION = False
 # --- deduplication -------------------------------------------------------------------------------------------
 DEDUP_NEAR_DISTANCE = 7  # SimHash Hamming distance; measured by benchmarks/simhash_threshold.py
 DEDUP_MAX_PENDING_ALIASES = 100_000
+DEDUP_NEAR_WINDOW_DAYS = 30  # near-duplicates are searched among articles fetched this many days back
+
+# --- state across runs (kept in <archive>/state/) ------------------------------------------------------------
+ARCHIVE_STATE_SNAPSHOT_FILES = 200  # write a new state snapshot when this many data files are not covered
 
 # --- crawling ------------------------------------------------------------------------------------------------
 CRAWL_MAX_LINK_DEPTH = 3  # HTML link hops from a start page (feed and sitemap entries are fetched, not followed)
+CRAWL_REVISIT_AFTER_DAYS = 0  # >0: article URLs archived this many days ago are fetched again (conditionally)
 CRAWL_CONTACT = os.environ.get("CRAWL_CONTACT", "")  # URL or e-mail site owners can reach you at
 USER_AGENT = f"news-archive/{version('news-archive')}"  # the spider appends " (+CRAWL_CONTACT)"
 

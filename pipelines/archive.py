@@ -30,6 +30,7 @@ from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.manifest import build_manifest, manifest_bytes, recorded_settings
 from pipelines.parquet import ClosedFile, DatasetWriter
+from pipelines.state import SNAPSHOT_PREFIX, VALIDATORS_PREFIX, RunState, load_state, load_validators
 from pipelines.storage import PublishedFile, file_sha256, redact, store_from_uri
 from schemas import DATASETS
 
@@ -75,7 +76,8 @@ class _Upload:
 
 class ArchivePipeline:
     def __init__(self, *, store, crawl_id: str, spool_root: Path, writer_options: dict, settings_record: dict,
-                 upload_threads: int = 2, stats_collector=None) -> None:
+                 upload_threads: int = 2, stats_collector=None, near_distance: int = 7, near_window_days: int = 30,
+                 snapshot_files: int = 200, on_state=None) -> None:
         self.store = store
         self.crawl_id = crawl_id
         self.spool_root = spool_root
@@ -91,6 +93,11 @@ class ArchivePipeline:
         self.errors: list[str] = []
         self.started_at = datetime.now(timezone.utc)
         self.spool: spooling.RunSpool | None = None
+        self.near_distance = near_distance
+        self.near_window_days = near_window_days
+        self.snapshot_files = snapshot_files
+        self.on_state = on_state  #: called with the RunState once loaded (the crawler shares it)
+        self.run_state: RunState | None = None
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -116,6 +123,10 @@ class ArchivePipeline:
             settings_record=recorded_settings(settings),
             upload_threads=settings.getint("ARCHIVE_UPLOAD_THREADS"),
             stats_collector=crawler.stats,
+            near_distance=settings.getint("DEDUP_NEAR_DISTANCE"),
+            near_window_days=settings.getint("DEDUP_NEAR_WINDOW_DAYS"),
+            snapshot_files=settings.getint("ARCHIVE_STATE_SNAPSHOT_FILES"),
+            on_state=lambda state: setattr(crawler, "archive_state", state),
         )
         crawler.signals.connect(pipeline.write_records, signal=archive_records)
         crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
@@ -133,7 +144,23 @@ class ArchivePipeline:
                 dataset=dataset, schema=schema, spool_dir=self.spool.path, file_prefix=self.crawl_id,
                 on_closed=self._submit, **self.writer_options,
             )
-        return threads.deferToThread(self._recover_leftovers)
+        return threads.deferToThread(self._prepare).addCallback(self._state_loaded)
+
+    def _prepare(self) -> RunState:
+        """In a thread, before the first request: publish leftovers of earlier runs, then load the state they
+        and all earlier runs left (so a leftover file counts as seen)."""
+        self._recover_leftovers()
+        articles, uncovered = load_state(self.store, near_distance=self.near_distance,
+                                         near_window_days=self.near_window_days)
+        return RunState(articles=articles, validators=load_validators(self.store), uncovered_files=uncovered)
+
+    def _state_loaded(self, run_state: RunState) -> None:
+        self.run_state = run_state
+        logger.info("state of earlier runs: %d article rows (%s)", len(run_state.articles),
+                    json.dumps(run_state.articles.loaded_from))
+        self._set(stats.STATE_ROWS, len(run_state.articles))
+        if self.on_state is not None:
+            self.on_state(run_state)
 
     def _recover_leftovers(self) -> None:
         """Publish what earlier runs left in the spool (same keys), their manifests last. Runs in a thread."""
@@ -259,6 +286,7 @@ class ArchivePipeline:
             files=self.published,
             errors=self.errors,
         )
+        self._publish_state(spider)
         manifest["spooled_files"] = [_closed_entry(dataset, closed) for dataset, closed in self.spooled]
         manifest["recovered_runs"] = self.recovered
         data = manifest_bytes(manifest)
@@ -274,6 +302,21 @@ class ArchivePipeline:
         if self.errors:
             self._set(stats.FAILURE, self._failure_line())
         self.spool.release()
+
+    def _publish_state(self, spider) -> None:
+        """Before the manifest: the feed and sitemap validators for the next run, and a new state snapshot
+        when too many data files are not covered by one."""
+        validators = getattr(spider, "discovery_validators", None)
+        try:
+            if validators:
+                self.store.put_bytes(f"{VALIDATORS_PREFIX}{self.crawl_id}.json", json.dumps(validators).encode())
+            new_files = sum(1 for dataset, _ in self.published if dataset == "articles")
+            if self.run_state is not None and self.run_state.uncovered_files + new_files >= self.snapshot_files:
+                state, _ = load_state(self.store, near_distance=self.near_distance, near_window_days=0)
+                self.store.put_bytes(f"{SNAPSHOT_PREFIX}{self.crawl_id}.parquet", state.snapshot_bytes())
+                logger.info("wrote a state snapshot covering %d data files", len(state.files))
+        except Exception as exc:  # the data is committed; state files are an optimisation built from it
+            logger.warning("could not write state files: %s", redact(str(exc)))
 
     def _failure_line(self) -> str:
         if self.spooled or any(e.startswith("manifest") for e in self.errors):

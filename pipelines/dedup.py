@@ -22,6 +22,7 @@ from crawler.items import ArticleRecord, DuplicateRecord, UrlAlias
 from crawler.signals import archive_records
 from pipelines import fingerprints, stats
 from pipelines.exceptions import ArchiveConfigError
+from pipelines.state import hash_key64, url_key64
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,22 @@ def find_duplicate(index: ArchiveIndex, article: ArticleRecord) -> tuple[str, Ar
     return None
 
 
+def find_earlier_duplicate(state, article: ArticleRecord) -> tuple[str, ArchivedRef, int | None] | None:
+    """(kind, original, distance) when ``article`` duplicates what an earlier run archived: exact, then near.
+    The article's own earlier versions do not count."""
+    position = state.find_hash(hash_key64(article.content_hash))
+    if position is not None:
+        archived = state.details(position)
+        if archived.article_id != article.article_id:
+            return "exact", ArchivedRef(archived.article_id, archived.canonical_url, archived.crawl_id), None
+    near = state.find_near(fingerprints.from_int64(article.simhash))
+    if near is not None:
+        archived = state.details(near[0])
+        if archived.article_id != article.article_id:
+            return "near", ArchivedRef(archived.article_id, archived.canonical_url, archived.crawl_id), near[1]
+    return None
+
+
 class DedupPipeline:
     """ArticleRecord -> itself when new (and remembered), or a DuplicateRecord; UrlAlias -> DuplicateRecord.
 
@@ -132,9 +149,11 @@ class DedupPipeline:
         max_pending_aliases: int = 100_000,
         stats_collector=None,
         signal_manager=None,
+        earlier_state=None,
     ):
         self.crawl_id = crawl_id
         self.signals = signal_manager
+        self.earlier_state = earlier_state or (lambda: None)  #: () -> RunState of earlier runs, once loaded
         self.index = ArchiveIndex(near_distance=near_distance)
         self.max_pending_aliases = max_pending_aliases
         self.pending_aliases: dict[bytes, list[UrlAlias]] = {}
@@ -150,6 +169,7 @@ class DedupPipeline:
             max_pending_aliases=settings.getint("DEDUP_MAX_PENDING_ALIASES"),
             stats_collector=crawler.stats,
             signal_manager=crawler.signals,
+            earlier_state=lambda: getattr(crawler, "archive_state", None),
         )
         crawler.signals.connect(pipeline.flush_aliases, signal=signals.spider_idle)
         return pipeline
@@ -169,6 +189,14 @@ class DedupPipeline:
         if not isinstance(item, ArticleRecord):
             return item
         match = find_duplicate(self.index, item)
+        earlier = False
+        if match is None:
+            state = self.earlier_state()
+            if state is not None:
+                if self._known_version(state, item):
+                    raise DropItem(f"known article, body unchanged: {item.url}", log_level="DEBUG")
+                match = find_earlier_duplicate(state.articles, item)
+                earlier = match is not None
         if match is None:
             self.index.add(
                 ArchivedRef(item.article_id, item.canonical_url, item.crawl_id),
@@ -177,7 +205,7 @@ class DedupPipeline:
             )
             return item
         kind, ref, distance = match
-        self._inc(stats.duplicate(kind))
+        self._inc(stats.duplicate(kind, earlier=earlier))
         return DuplicateRecord(
             url=item.url,
             canonical_url=item.canonical_url,
@@ -196,6 +224,21 @@ class DedupPipeline:
             detected_at=datetime.now(timezone.utc),
             crawl_id=self.crawl_id,
         )
+
+    def _known_version(self, state, item: ArticleRecord) -> bool:
+        """A page whose canonical URL an earlier run archived: True when its body is unchanged (not archived
+        again); otherwise ``item`` becomes the next version of that article (same id, first_seen_at kept)."""
+        position = state.articles.find_url(url_key64(item.canonical_url))
+        if position is None:
+            return False
+        archived = state.articles.details(position)
+        if archived.content_hash == item.content_hash:
+            self._inc(stats.REVISIT_UNCHANGED)
+            return True
+        item.version = archived.version + 1
+        item.first_seen_at = archived.first_seen_at
+        self._inc(stats.NEW_VERSIONS)
+        return False
 
     def _alias(self, alias: UrlAlias):
         ref = self.index.match_url(alias.canonical_url)

@@ -284,6 +284,8 @@ class ExtractPipeline:
             fetched_at=page.fetched_at,
             first_seen_at=page.fetched_at,
             http_status=page.http_status,
+            http_etag=page.http_etag,
+            http_last_modified=page.http_last_modified,
             discovered_via=page.discovered_via,
             source_url=page.source_url,
             crawl_id=self.crawl_id,

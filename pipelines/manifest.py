@@ -65,6 +65,7 @@ def build_manifest(
     """The manifest as a JSON-ready dict. ``files`` is (dataset, published file) in publication order."""
     prefix_dropped = stats.dropped("")
     prefix_dup = stats.duplicate("")
+    prefix_earlier = stats.duplicate("", earlier=True)
     counts = {
         "pages_fetched": stat_values.get("response_received_count", 0),
         "requests": stat_values.get("downloader/request_count", 0),
@@ -73,6 +74,17 @@ def build_manifest(
         "duplicates_written": stat_values.get(stats.rows("duplicates"), 0),
         "rejects_written": stat_values.get(stats.rows("rejects"), 0),
         "duplicates": {k[len(prefix_dup):]: v for k, v in sorted(stat_values.items()) if k.startswith(prefix_dup)},
+        "duplicates_of_earlier_runs": {
+            k[len(prefix_earlier):]: v for k, v in sorted(stat_values.items()) if k.startswith(prefix_earlier)
+        },
+        "state_rows_loaded": stat_values.get(stats.STATE_ROWS, 0),
+        "skipped_known": stat_values.get(stats.SKIPPED_KNOWN, 0),
+        "skipped_known_duplicates": stat_values.get(stats.SKIPPED_KNOWN_DUPLICATE, 0),
+        "new_articles": stat_values.get(stats.rows("articles"), 0) - stat_values.get(stats.NEW_VERSIONS, 0),
+        "new_versions": stat_values.get(stats.NEW_VERSIONS, 0),
+        "revisits": stat_values.get(stats.REVISITS, 0),
+        "known_unchanged": stat_values.get(stats.REVISIT_UNCHANGED, 0),
+        "not_modified": stat_values.get(stats.NOT_MODIFIED, 0),
         "dropped": {k[len(prefix_dropped):]: v for k, v in sorted(stat_values.items()) if k.startswith(prefix_dropped)},
         "discovery": {
             k[len(stats.DISCOVERED) + 1:]: v for k, v in sorted(stat_values.items()) if k.startswith(stats.DISCOVERED + "/")

@@ -150,6 +150,23 @@ class S3Store:
         digest = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
         return cache / "news-archive" / "spool" / digest
 
+    def list(self, prefix: str) -> list[str]:
+        full = self._key(prefix.rstrip("/")) + "/" if prefix else (f"{self.prefix}/" if self.prefix else "")
+        start = len(self.prefix) + 1 if self.prefix else 0
+        keys = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+                keys.extend(obj["Key"][start:] for obj in page.get("Contents", []))
+        except (BotoCoreError, ClientError) as exc:
+            raise PublishError(f"could not list {prefix} in {self.uri}: {redact(str(exc))}") from None
+        return sorted(keys)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except (BotoCoreError, ClientError) as exc:
+            raise PublishError(f"could not read {key} from {self.uri}: {redact(str(exc))}") from None
+
     def exists(self, key: str) -> bool:
         return self._head(self._key(key)) is not None
 

@@ -17,6 +17,13 @@ UPLOAD_FAILED = f"{PREFIX}/upload/failed"
 FAILURE = f"{PREFIX}/failure"  #: one line saying why the archive was not fully written
 DISCOVERED = f"{PREFIX}/discovery"
 CRAWL_ID = f"{PREFIX}/crawl_id"
+SKIPPED_KNOWN = f"{PREFIX}/state/skipped_known"  #: article URLs archived by earlier runs, not fetched again
+SKIPPED_KNOWN_DUPLICATE = f"{PREFIX}/state/skipped_known_duplicate"  #: URLs earlier runs recorded as duplicates
+REVISITS = f"{PREFIX}/state/revisits"  #: known articles fetched again (CRAWL_REVISIT_AFTER_DAYS)
+REVISIT_UNCHANGED = f"{PREFIX}/state/revisit_unchanged"
+NEW_VERSIONS = f"{PREFIX}/state/new_versions"
+STATE_ROWS = f"{PREFIX}/state/rows_loaded"
+NOT_MODIFIED = f"{PREFIX}/state/not_modified"  #: conditional requests answered 304
 STATUS = f"{PREFIX}/status"
 
 
@@ -25,9 +32,10 @@ def dropped(reason: str) -> str:
     return f"{PREFIX}/extract/dropped/{reason}"
 
 
-def duplicate(kind: str) -> str:
-    """Duplicates by kind (url, exact, near): ``archive/dedup/<kind>``."""
-    return f"{PREFIX}/dedup/{kind}"
+def duplicate(kind: str, *, earlier: bool = False) -> str:
+    """Duplicates by kind (url, exact, near) of an article of this run, ``archive/dedup/<kind>``, or of an
+    earlier run, ``archive/dedup_earlier/<kind>``."""
+    return f"{PREFIX}/dedup_earlier/{kind}" if earlier else f"{PREFIX}/dedup/{kind}"
 
 
 def discovered(via: str) -> str:

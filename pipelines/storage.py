@@ -58,6 +58,12 @@ class ArchiveStore(Protocol):
     def default_spool_dir(self) -> Path:
         """Where Parquet files are written before they are published."""
 
+    def list(self, prefix: str) -> list[str]:
+        """Keys under ``prefix`` (relative to the archive root), sorted."""
+
+    def get_bytes(self, key: str) -> bytes:
+        """The whole object under ``key``."""
+
 
 def check_key(key: str) -> str:
     """Refuse keys that could escape the archive root: only ``[A-Za-z0-9._=-]`` segments, no ``..``."""
@@ -101,6 +107,19 @@ class LocalStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root.joinpath(*[p for p in prefix.split("/") if p])
+        if not base.is_dir():
+            return []
+        return sorted(
+            path.relative_to(self.root).as_posix()
+            for path in base.rglob("*")
+            if path.is_file() and not path.name.startswith(".")
+        )
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
 
     def publish(self, local_path: Path, key: str, *, rows: int, sha256: str) -> PublishedFile:
         final = self._path(key)

@@ -54,6 +54,8 @@ ARTICLES = _schema(
         _field("fetched_at", UTC_TIMESTAMP, "When the page was fetched, UTC", nullable=False),
         _field("first_seen_at", UTC_TIMESTAMP, "When this article_id was first archived, UTC", nullable=False),
         _field("http_status", pa.int16(), "HTTP status of the fetched page", nullable=False),
+        _field("http_etag", pa.string(), "ETag response header of the page, for conditional revisits"),
+        _field("http_last_modified", pa.string(), "Last-Modified response header of the page, for conditional revisits"),
         _field("discovered_via", pa.string(), "How the URL was found: start, link, feed or sitemap", nullable=False),
         _field("source_url", pa.string(), "The page, feed or sitemap the URL was found on; null for start URLs"),
         _field("crawl_id", pa.string(), "Id of the run that archived the row (runs/<crawl_id>.json)", nullable=False),

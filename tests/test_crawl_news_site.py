@@ -181,7 +181,7 @@ def test_archive_layout_and_nothing_half_written(news_crawl):
         if path.is_file():
             relative = path.relative_to(result.archive).as_posix()
             assert not path.name.startswith(".") and not path.name.endswith((".inprogress", ".tmp")), relative
-            assert relative.startswith(("articles/dt=", "duplicates/dt=", "rejects/dt=", "runs/")), relative
+            assert relative.startswith(("articles/dt=", "duplicates/dt=", "rejects/dt=", "runs/", "state/")), relative
             if relative.endswith(".parquet"):
                 assert path.name.startswith(crawl_id + "-")
     import pyarrow.parquet as pq

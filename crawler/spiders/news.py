@@ -26,6 +26,7 @@ from crawler.sites import Site, load_sites_file, sites_from_start_urls
 from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.pagetype import url_shape
+from pipelines.state import url_key64
 from pipelines.fingerprints import canonicalize_url, registered_domain, url_key, url_without_fragment
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,20 @@ def new_crawl_id(now: datetime | None = None) -> str:
     """Sortable and unique: ``20261125T143800Z-3f9a1c``."""
     now = now or datetime.now(timezone.utc)
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def conditional_headers(etag: str | None, last_modified: str | None) -> dict[str, str]:
+    headers = {}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    return headers
+
+
+def _header(response, name: bytes) -> str | None:
+    value = response.headers.get(name)
+    return value.decode("latin-1")[:500] if value else None
 
 
 def sites_from_args(start_urls: str | None, sites: str | None) -> list[Site]:
@@ -61,6 +76,7 @@ class NewsSpider(scrapy.Spider):
         self._site_by_domain = {domain: site for site in self.sites for domain in site.domains | site.hosts}
         self._requested: dict[bytes, bytes] = {}  # canonical URL key -> key of the URL first requested for it
         self._aliases_seen: set[bytes] = set()
+        self.discovery_validators: dict[str, dict] = {}  #: published by the archive pipeline for the next run
         self._links = LinkExtractor(tags=("a", "area"), attrs=("href",), unique=True, canonicalize=False)
 
     @classmethod
@@ -78,6 +94,7 @@ class NewsSpider(scrapy.Spider):
         spider.max_link_depth = crawler.settings.getint("CRAWL_MAX_LINK_DEPTH")
         spider.crawl_id = crawler.settings["ARCHIVE_CRAWL_ID"]
         spider.xml_max_size = crawler.settings.getint("DOWNLOAD_MAXSIZE")
+        spider.revisit_after_days = crawler.settings.getint("CRAWL_REVISIT_AFTER_DAYS")
         if not crawler.settings.get("CRAWL_CONTACT"):
             logger.warning("CRAWL_CONTACT is not set: site owners cannot reach you; set it to a URL or e-mail")
         return spider
@@ -104,6 +121,21 @@ class NewsSpider(scrapy.Spider):
         if site is None or (rules and not site.allows(url)):
             return None
         canonical = canonicalize_url(url)
+        meta = {"discovered_via": via, "source_url": source, "link_depth": depth}
+        headers = {}
+        state = self._state()
+        if rules and state is not None:
+            known = state.articles.find_url(url_key64(canonical))
+            if known is None and state.articles.is_known_duplicate(url_key64(canonical)):
+                self.crawler.stats.inc_value(stats.SKIPPED_KNOWN_DUPLICATE)
+                return None
+            if known is not None:
+                if not self._revisit_due(state, known):
+                    self.crawler.stats.inc_value(stats.SKIPPED_KNOWN)
+                    return None
+                archived = state.articles.details(known)
+                headers = conditional_headers(archived.http_etag, archived.http_last_modified)
+                meta.update(revisit=True, handle_httpstatus_list=[304])
         key = url_key(canonical)
         raw = url_key(url_without_fragment(url))
         first = self._requested.get(key)
@@ -113,9 +145,22 @@ class NewsSpider(scrapy.Spider):
                 return UrlAlias(url=url, canonical_url=canonical, discovered_via=via, seen_at=datetime.now(timezone.utc))
             return None
         self._requested[key] = raw
-        return scrapy.Request(
-            url, callback=self.parse, meta={"discovered_via": via, "source_url": source, "link_depth": depth}
-        )
+        if meta.get("revisit"):
+            self.crawler.stats.inc_value(stats.REVISITS)
+        if not rules and state is not None and url in state.validators:
+            headers = conditional_headers(state.validators[url].get("etag"), state.validators[url].get("last_modified"))
+            meta["handle_httpstatus_list"] = [304]
+        return scrapy.Request(url, callback=self.parse, meta=meta, headers=headers or None)
+
+    def _state(self):
+        """What earlier runs archived (loaded by the archive pipeline before the first request), or None."""
+        return getattr(self.crawler, "archive_state", None)
+
+    def _revisit_due(self, state, position: int) -> bool:
+        if self.revisit_after_days <= 0:
+            return False
+        today = int(datetime.now(timezone.utc).timestamp()) // 86_400
+        return today - int(state.articles.fetched_day[position]) >= self.revisit_after_days
 
     # --- responses -----------------------------------------------------------------------------------------
 
@@ -125,6 +170,9 @@ class NewsSpider(scrapy.Spider):
     def _parse(self, response):
         via = response.meta.get("discovered_via", "start")
         depth = response.meta.get("link_depth", 0)
+        if response.status == 304:
+            self.crawler.stats.inc_value(stats.NOT_MODIFIED)
+            return
         body = documents.xml_body(response, self.xml_max_size)
         kind = documents.document_kind(response, body)
         self.crawler.stats.inc_value(stats.discovered(kind))
@@ -132,8 +180,10 @@ class NewsSpider(scrapy.Spider):
             for url in documents.robots_sitemaps(body, response.url):
                 yield self._request(url, via="sitemap", source=response.url, depth=depth, rules=False)
         elif kind == "sitemap":
+            self._remember_validators(response)
             yield from self._parse_sitemap(response, body, depth)
         elif kind == "feed":
+            self._remember_validators(response)
             for url in documents.feed_entries(body):
                 url = urljoin(response.url, url)
                 yield self._request(url, via="feed", source=response.url, depth=self._entry_depth(url))
@@ -167,6 +217,16 @@ class NewsSpider(scrapy.Spider):
         """Feed and sitemap entries are fetched, not followed; a listing page among them gets one hop."""
         return self.max_link_depth - 1 if url_shape(url) == "listing" else self.max_link_depth
 
+    def _remember_validators(self, response) -> None:
+        """ETag / Last-Modified of a feed or sitemap, for the next run's conditional request."""
+        etag = response.headers.get(b"ETag")
+        modified = response.headers.get(b"Last-Modified")
+        if etag or modified:
+            self.discovery_validators[response.url] = {
+                "etag": etag.decode("latin-1") if etag else None,
+                "last_modified": modified.decode("latin-1") if modified else None,
+            }
+
     def _page(self, response, via: str) -> FetchedPage:
         return FetchedPage(
             url=response.url,
@@ -177,6 +237,9 @@ class NewsSpider(scrapy.Spider):
             fetched_at=datetime.now(timezone.utc),
             discovered_via=via,
             source_url=response.meta.get("source_url"),
+            http_etag=_header(response, b"ETag"),
+            http_last_modified=_header(response, b"Last-Modified"),
+            revisit=bool(response.meta.get("revisit")),
         )
 
     def _follow_links(self, response, depth: int):
