@@ -313,7 +313,8 @@ class ArchivePipeline:
             new_files = sum(1 for dataset, _ in self.published if dataset == "articles")
             if self.run_state is not None and self.run_state.uncovered_files + new_files >= self.snapshot_files:
                 state, _ = load_state(self.store, near_distance=self.near_distance, near_window_days=0)
-                self.store.put_bytes(f"{SNAPSHOT_PREFIX}{self.crawl_id}.parquet", state.snapshot_bytes())
+                for name, data in state.snapshot_objects().items():  # manifest.json last: then it counts
+                    self.store.put_bytes(f"{SNAPSHOT_PREFIX}{self.crawl_id}/{name}", data)
                 logger.info("wrote a state snapshot covering %d data files", len(state.files))
         except Exception as exc:  # the data is committed; state files are an optimisation built from it
             logger.warning("could not write state files: %s", redact(str(exc)))

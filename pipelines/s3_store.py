@@ -167,6 +167,15 @@ class S3Store:
         except (BotoCoreError, ClientError) as exc:
             raise PublishError(f"could not read {key} from {self.uri}: {redact(str(exc))}") from None
 
+    def local_path(self, key: str, scratch: Path) -> Path:
+        scratch.mkdir(parents=True, exist_ok=True)
+        target = scratch / key.replace("/", "_")
+        try:
+            self.client.download_file(self.bucket, self._key(key), str(target), Config=self.transfer)
+        except (BotoCoreError, ClientError, Boto3Error) as exc:
+            raise PublishError(f"could not read {key} from {self.uri}: {redact(str(exc))}") from None
+        return target
+
     def exists(self, key: str) -> bool:
         return self._head(self._key(key)) is not None
 

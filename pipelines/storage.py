@@ -64,6 +64,9 @@ class ArchiveStore(Protocol):
     def get_bytes(self, key: str) -> bytes:
         """The whole object under ``key``."""
 
+    def local_path(self, key: str, scratch: Path) -> Path:
+        """A local file holding the object under ``key``: the file itself, or a download into ``scratch``."""
+
 
 def check_key(key: str) -> str:
     """Refuse keys that could escape the archive root: only ``[A-Za-z0-9._=-]`` segments, no ``..``."""
@@ -120,6 +123,9 @@ class LocalStore:
 
     def get_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
+
+    def local_path(self, key: str, scratch: Path) -> Path:
+        return self._path(key)
 
     def publish(self, local_path: Path, key: str, *, rows: int, sha256: str) -> PublishedFile:
         final = self._path(key)

@@ -295,3 +295,19 @@ def test_files_are_published_while_the_crawl_runs(s3, news_site, tmp_path):
     closing = next(i for i, line in enumerate(lines) if "Closing spider" in line)
     assert first_publish < closing, "the first file was uploaded before the crawl ended"
     assert len([k for k in s3.keys("p/articles/")]) >= 6
+
+
+def test_second_run_into_s3_knows_the_first(s3, news_site, tmp_path):
+    site, _ = news_site
+    settings = {"ARCHIVE_URI": f"s3://{s3.bucket}/st", "ARCHIVE_STATE_SNAPSHOT_FILES": "1"}
+    runs = []
+    for number in (1, 2):  # two containers: nothing but the bucket in common
+        runs.append(run_crawl(tmp_path / "unused", [site.base_url + p for p in START_PATHS],
+                              env={**s3.env, "XDG_CACHE_HOME": str(tmp_path / f"cache{number}")}, settings=settings))
+        assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
+    assert [k for k in s3.keys("st/state/snapshots/") if k.endswith("manifest.json")]
+    manifests = sorted((json.loads(s3.client.get_object(Bucket=s3.bucket, Key=k)["Body"].read())
+                        for k in s3.keys("st/runs/")), key=lambda m: m["crawl_id"])
+    first, second = (m["counts"] for m in manifests)
+    assert second["state_rows_loaded"] == first["articles_written"] > 0
+    assert second["articles_written"] == 0 and second["skipped_known"] > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -217,3 +218,22 @@ def test_revisit_writes_a_new_version_when_the_body_changed(tmp_path):
     revisited_unchanged = sum(n for (path, status), n in (Counter(site.statuses) - statuses_before).items()
                               if status == 304 and path not in ("/feed/", "/atom.xml", "/sitemap_index.xml"))
     assert revisited_unchanged >= 1, "unchanged articles answer 304 to the conditional revisit"
+
+
+def test_state_snapshot_is_written_and_used_by_the_next_run(tmp_path):
+    site = LocalSite()
+    spec = build_news_site(site.start())
+    site.pages.update(spec.pages)
+    archive = tmp_path / "archive"
+    settings = {"ARCHIVE_STATE_SNAPSHOT_FILES": 1, "ARCHIVE_MAX_FILE_ROWS": 4, "ARCHIVE_ROW_GROUP_ROWS": 4}
+    first = crawl(site, archive, tmp_path, **settings)
+    assert first.returncode == 0, first.stderr[-3000:]
+    [snapshot] = list((archive / "state" / "snapshots").glob("*/manifest.json"))
+    covered = json.loads(snapshot.read_text())
+    assert covered["rows"] == len(first.rows("articles")) and len(covered["files"]) >= 4
+    second = crawl(site, archive, tmp_path, **settings)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "state/snapshots/" in second.stderr and '"files_read": 0' in second.stderr
+    manifest = max(second.manifests(), key=lambda m: m["crawl_id"])
+    assert manifest["counts"]["state_rows_loaded"] == covered["rows"]
+    assert manifest["counts"]["articles_written"] == 0 and manifest["counts"]["skipped_known"] > 0

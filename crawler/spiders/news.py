@@ -160,7 +160,7 @@ class NewsSpider(scrapy.Spider):
         if self.revisit_after_days <= 0:
             return False
         today = int(datetime.now(timezone.utc).timestamp()) // 86_400
-        return today - int(state.articles.fetched_day[position]) >= self.revisit_after_days
+        return today - state.articles.fetched_day(position) >= self.revisit_after_days
 
     # --- responses -----------------------------------------------------------------------------------------
 
