@@ -43,6 +43,10 @@ ARCHIVE_S3_MULTIPART_CHUNKSIZE = 16 * 2**20
 # --- extraction ----------------------------------------------------------------------------------------------
 EXTRACT_MIN_CHARS = 300  # shorter bodies are not articles (CJK characters count three)
 EXTRACT_FAVOR_PRECISION = False
+EXTRACT_WORKERS = -1  # extraction processes; -1: one per core; 0: extract in the crawler's own process
+EXTRACT_TIMEOUT = 20  # seconds one page may take; then its worker is killed and replaced
+EXTRACT_MAX_HTML_BYTES = 5 * 2**20  # larger pages are dropped without being parsed
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"  # extraction is awaited as asyncio
 
 # --- deduplication -------------------------------------------------------------------------------------------
 DEDUP_NEAR_DISTANCE = 7  # SimHash Hamming distance; measured by benchmarks/simhash_threshold.py

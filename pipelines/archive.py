@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -98,6 +99,8 @@ class ArchivePipeline:
         self.snapshot_files = snapshot_files
         self.on_state = on_state  #: called with the RunState once loaded (the crawler shares it)
         self.run_state: RunState | None = None
+        self.cpu_seconds = 0.0  #: writing Parquet, on the reactor thread
+        self.upload_cpu_seconds = 0.0  #: publishing, in the upload threads
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -211,10 +214,12 @@ class ArchivePipeline:
     # --- records -> files -> uploads -----------------------------------------------------------------------
 
     def process_item(self, item):
+        started = time.thread_time()
         dataset = _DATASET_OF.get(type(item))
         if dataset is not None:
             self._write(dataset, item)
         self._collect()
+        self.cpu_seconds += time.thread_time() - started
         return item
 
     def write_records(self, records) -> None:
@@ -232,8 +237,16 @@ class ArchivePipeline:
             self._inc(stats.rows(dataset))
 
     def _submit(self, closed: ClosedFile) -> None:
-        future = self.executor.submit(self.store.publish, closed.path, closed.key, rows=closed.rows, sha256=closed.sha256)
+        future = self.executor.submit(self._timed_publish, closed)
         self.uploads.append(_Upload(closed.dataset, closed, future))
+
+    def _timed_publish(self, closed: ClosedFile) -> PublishedFile:
+        """In an upload thread: publish, and count the thread's CPU time."""
+        started = time.thread_time()
+        try:
+            return self.store.publish(closed.path, closed.key, rows=closed.rows, sha256=closed.sha256)
+        finally:
+            self.upload_cpu_seconds += time.thread_time() - started  # += on a float: one thread at a time matters little
 
     def _collect(self) -> None:
         """Account for finished uploads, on the reactor thread."""
@@ -260,6 +273,7 @@ class ArchivePipeline:
     # --- end: close files, wait for uploads, manifest last ---------------------------------------------------
 
     def close_spider(self, spider=None):
+        started = time.thread_time()
         for dataset, writer in self.writers.items():
             try:
                 writer.close()
@@ -269,9 +283,12 @@ class ArchivePipeline:
                 self._fail(f"close {dataset}: {type(exc).__name__}: {exc}")
             if writer.rejected_rows:
                 self._fail(f"{dataset}: {writer.rejected_rows} row(s) refused by the schema")
+        self.cpu_seconds += time.thread_time() - started
         return threads.deferToThread(self.executor.shutdown, wait=True).addCallback(lambda _: self._collect())
 
     def spider_closed(self, spider, reason: str) -> None:
+        self._set(stats.ARCHIVE_CPU, round(self.cpu_seconds, 3))
+        self._set(stats.UPLOAD_CPU, round(self.upload_cpu_seconds, 3))
         status = "failed" if self.errors else ("complete" if reason == "finished" else "partial")
         self._set(stats.STATUS, status)
         manifest = build_manifest(

@@ -12,6 +12,7 @@ a dictionary key. ``DedupPipeline`` is the Scrapy shell.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -154,6 +155,7 @@ class DedupPipeline:
         self.crawl_id = crawl_id
         self.signals = signal_manager
         self.earlier_state = earlier_state or (lambda: None)  #: () -> RunState of earlier runs, once loaded
+        self.cpu_seconds = 0.0
         self.index = ArchiveIndex(near_distance=near_distance)
         self.max_pending_aliases = max_pending_aliases
         self.pending_aliases: dict[bytes, list[UrlAlias]] = {}
@@ -180,10 +182,18 @@ class DedupPipeline:
         if records and self.signals is not None:
             self.signals.send_catch_log(archive_records, records=records)
 
+    def process_item(self, item):
+        started = time.thread_time()
+        try:
+            return self._process(item)
+        finally:
+            self.cpu_seconds += time.thread_time() - started
+
     def close_spider(self) -> None:
         self.flush_aliases()
+        self._set(stats.DEDUP_CPU, round(self.cpu_seconds, 3))
 
-    def process_item(self, item):
+    def _process(self, item):
         if isinstance(item, UrlAlias):
             return self._alias(item)
         if not isinstance(item, ArticleRecord):
@@ -284,3 +294,7 @@ class DedupPipeline:
     def _inc(self, name: str) -> None:
         if self.stats is not None:
             self.stats.inc_value(name)
+
+    def _set(self, name: str, value) -> None:
+        if self.stats is not None:
+            self.stats.set_value(name, value)

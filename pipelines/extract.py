@@ -9,15 +9,22 @@ comes out, and every outcome is counted.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import html
 import logging
+import multiprocessing
+import os
 import re
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from importlib.metadata import version
 from urllib.parse import urljoin
 
 from lxml.html import HtmlElement
+from pebble import ProcessExpired, ProcessPool
 from trafilatura import bare_extraction
 from trafilatura.settings import Extractor, set_date_params
 from trafilatura.utils import load_html
@@ -76,6 +83,8 @@ class ExtractedArticle:
     tags: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
     image_url: str | None = None
+    content_hash: str = ""  #: SHA-256 hex of the normalised body
+    simhash: int = 0  #: 64-bit SimHash of the body, unsigned
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +92,9 @@ class Extraction:
     """The outcome for one page: an article, or a reason (and detail) why not."""
 
     article: ExtractedArticle | None
-    reason: str  #: "article", not_article, too_short, empty, extraction_failed
+    reason: str  #: "article", not_article, too_short, empty, extraction_failed, timeout, too_large, worker_crashed
     detail: str = ""
+    cpu_seconds: float = 0.0  #: CPU time the extraction took (in whichever process ran it)
 
 
 def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now: datetime) -> Extraction:
@@ -131,6 +141,8 @@ def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now
         tags=_clean_list(document.tags),
         categories=_clean_list(document.categories),
         image_url=document.image or None,
+        content_hash=fingerprints.content_hash(body),
+        simhash=fingerprints.simhash(body),
     )
     return Extraction(article, "article", verdict.detail)
 
@@ -217,31 +229,91 @@ def _clean_list(values: list[str] | None) -> list[str]:
     return result
 
 
-class ExtractPipeline:
-    """Scrapy shell around ``extract_page``: FetchedPage -> ArticleRecord or RejectRecord."""
+# --- worker processes -------------------------------------------------------------------------------------------
 
-    def __init__(self, *, crawl_id: str, min_chars: int, favor_precision: bool = False, stats_collector=None) -> None:
+#: the options of this worker process, built once by ``init_worker`` (worker processes only)
+_worker_options: Extractor | None = None
+
+
+def init_worker(favor_precision: bool) -> None:
+    """Runs once in each worker process: build trafilatura's options there, not per page."""
+    global _worker_options  # noqa: PLW0603 (per-process, set before any task)
+    _worker_options = build_options(favor_precision=favor_precision)
+
+
+def extract_task(html: str, url: str, min_chars: int, now: datetime) -> Extraction:
+    """One page, in a worker process; the CPU time it took is returned with the outcome."""
+    started = time.process_time()
+    extraction = extract_page(html, url, _worker_options, min_chars=min_chars, now=now)
+    return dataclasses.replace(extraction, cpu_seconds=time.process_time() - started)
+
+
+class ExtractPipeline:
+    """Scrapy shell around ``extract_page``: FetchedPage -> ArticleRecord or RejectRecord.
+
+    Pages are extracted in a pool of worker processes (``EXTRACT_WORKERS``, default the number of cores;
+    0 extracts in the crawler's own process), awaited without blocking the reactor, so Scrapy keeps
+    downloading while every core extracts. In flight is bounded by Scrapy itself: a response counts
+    against ``SCRAPER_SLOT_MAX_ACTIVE_SIZE`` until its item is processed, and downloading pauses when the
+    workers fall behind. A page larger than ``EXTRACT_MAX_HTML_BYTES`` is not extracted; one that takes
+    longer than ``EXTRACT_TIMEOUT`` seconds has its worker killed and replaced (pebble), as has a worker
+    that crashes; each is dropped with its reason, and the other pages in flight are not lost.
+    """
+
+    def __init__(self, *, crawl_id: str, min_chars: int, favor_precision: bool = False, workers: int = 0,
+                 timeout: float = 30.0, max_html_bytes: int = 5 * 2**20, stats_collector=None) -> None:
         self.crawl_id = crawl_id
         self.min_chars = min_chars
+        self.favor_precision = favor_precision
         self.options = build_options(favor_precision=favor_precision)
+        self.workers = workers
+        self.timeout = timeout
+        self.max_html_bytes = max_html_bytes
         self.stats = stats_collector
+        self.pool: ProcessPool | None = None
+        self.in_flight = 0
+        self.cpu_seconds = 0.0
 
     @classmethod
     def from_crawler(cls, crawler):
         settings = crawler.settings
+        workers = settings.getint("EXTRACT_WORKERS", -1)
         return cls(
             crawl_id=settings["ARCHIVE_CRAWL_ID"],
             min_chars=settings.getint("EXTRACT_MIN_CHARS"),
             favor_precision=settings.getbool("EXTRACT_FAVOR_PRECISION"),
+            workers=(os.cpu_count() or 1) if workers < 0 else workers,
+            timeout=settings.getfloat("EXTRACT_TIMEOUT"),
+            max_html_bytes=settings.getint("EXTRACT_MAX_HTML_BYTES"),
             stats_collector=crawler.stats,
         )
 
-    def process_item(self, item):
+    def open_spider(self, spider=None) -> None:
+        if self.workers > 0:
+            # spawn: the crawler has threads (uploads, DNS), which fork would copy in an unknown state
+            self.pool = ProcessPool(max_workers=self.workers, initializer=init_worker,
+                                    initargs=(self.favor_precision,), context=multiprocessing.get_context("spawn"))
+
+    def close_spider(self, spider=None) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join(timeout=self.timeout + 5)
+            self.pool.stop()
+        self._set(stats.EXTRACT_CPU, round(self.cpu_seconds, 3))
+
+    async def process_item(self, item):
         if not isinstance(item, FetchedPage):
             return item
         self._inc(stats.PAGES_EXTRACTED)
         now = datetime.now(timezone.utc)
-        extraction = extract_page(item.html, item.url, self.options, min_chars=self.min_chars, now=now)
+        size = len(item.html.encode("utf-8", "surrogatepass"))
+        if size > self.max_html_bytes:
+            extraction = Extraction(None, "too_large", f"{size} bytes of HTML, over EXTRACT_MAX_HTML_BYTES")
+        elif self.pool is None:
+            extraction = extract_task_inline(item, self.options, self.min_chars, now)
+        else:
+            extraction = await self._extract_in_pool(item, now)
+        self.cpu_seconds += extraction.cpu_seconds
         if extraction.article is None:
             self._inc(stats.dropped(extraction.reason))
             return RejectRecord(
@@ -256,6 +328,21 @@ class ExtractPipeline:
             )
         self._inc(stats.ARTICLES)
         return self.to_record(item, extraction.article)
+
+    async def _extract_in_pool(self, item: FetchedPage, now: datetime) -> Extraction:
+        future = self.pool.schedule(extract_task, args=(item.html, item.url, self.min_chars, now), timeout=self.timeout)
+        self.in_flight += 1
+        self._max(stats.EXTRACT_MAX_IN_FLIGHT, self.in_flight)
+        try:
+            return await asyncio.wrap_future(future)
+        except FutureTimeout:
+            return Extraction(None, "timeout", f"extraction took over {self.timeout:g} s; its worker was replaced")
+        except ProcessExpired as exc:
+            return Extraction(None, "worker_crashed", f"the worker process died (exit code {exc.exitcode})")
+        except Exception as exc:  # anything the page made the extractor raise
+            return Extraction(None, "extraction_failed", f"{type(exc).__name__}: {exc}"[:500])
+        finally:
+            self.in_flight -= 1
 
     def to_record(self, page: FetchedPage, article: ExtractedArticle) -> ArticleRecord:
         """Add identity and crawl context to the extracted fields, field by field."""
@@ -289,11 +376,25 @@ class ExtractPipeline:
             discovered_via=page.discovered_via,
             source_url=page.source_url,
             crawl_id=self.crawl_id,
-            content_hash=fingerprints.content_hash(article.body),
-            simhash=fingerprints.to_int64(fingerprints.simhash(article.body)),
+            content_hash=article.content_hash,
+            simhash=fingerprints.to_int64(article.simhash),
             extractor_version=EXTRACTOR_VERSION,
         )
 
     def _inc(self, name: str) -> None:
         if self.stats is not None:
             self.stats.inc_value(name)
+
+    def _set(self, name: str, value) -> None:
+        if self.stats is not None:
+            self.stats.set_value(name, value)
+
+    def _max(self, name: str, value) -> None:
+        if self.stats is not None:
+            self.stats.max_value(name, value)
+
+
+def extract_task_inline(item: FetchedPage, options: Extractor, min_chars: int, now: datetime) -> Extraction:
+    started = time.process_time()
+    extraction = extract_page(item.html, item.url, options, min_chars=min_chars, now=now)
+    return dataclasses.replace(extraction, cpu_seconds=time.process_time() - started)

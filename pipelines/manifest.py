@@ -99,6 +99,9 @@ def build_manifest(
         - stat_values.get("downloader/exception_type_count/scrapy.exceptions.IgnoreRequest", 0),
         "spider_exceptions": sum(v for k, v in stat_values.items() if k.startswith("spider_exceptions/")),
         "log_errors": stat_values.get("log_count/ERROR", 0),
+        "cpu_seconds": {k.rsplit("/", 1)[1].removesuffix("_seconds"): v for k, v in sorted(stat_values.items())
+                        if k.startswith(f"{stats.PREFIX}/cpu/")},
+        "extract_max_in_flight": stat_values.get(stats.EXTRACT_MAX_IN_FLIGHT, 0),
     }
     return {
         "manifest_version": MANIFEST_VERSION,

@@ -8,6 +8,11 @@ PREFIX = "archive"
 
 PAGES_EXTRACTED = f"{PREFIX}/extract/pages"
 ARTICLES = f"{PREFIX}/extract/articles"
+EXTRACT_CPU = f"{PREFIX}/cpu/extract_seconds"  #: CPU seconds spent extracting (all workers)
+DEDUP_CPU = f"{PREFIX}/cpu/dedup_seconds"
+ARCHIVE_CPU = f"{PREFIX}/cpu/archive_seconds"  #: Parquet writing and publishing, in the crawler's process
+UPLOAD_CPU = f"{PREFIX}/cpu/upload_seconds"  #: publishing, in the upload threads
+EXTRACT_MAX_IN_FLIGHT = f"{PREFIX}/extract/max_in_flight"
 ALIASES = f"{PREFIX}/dedup/aliases_seen"
 ARTICLES_WRITTEN = f"{PREFIX}/articles/written"
 FILES_PUBLISHED = f"{PREFIX}/files/published"
