@@ -261,7 +261,7 @@ class ExtractPipeline:
     """
 
     def __init__(self, *, crawl_id: str, min_chars: int, favor_precision: bool = False, workers: int = 0,
-                 timeout: float = 30.0, max_html_bytes: int = 5 * 2**20, stats_collector=None) -> None:
+                 timeout: float = 30.0, max_html_bytes: int = 5 * 2**20, stats_collector=None, task=None) -> None:
         self.crawl_id = crawl_id
         self.min_chars = min_chars
         self.favor_precision = favor_precision
@@ -271,6 +271,7 @@ class ExtractPipeline:
         self.max_html_bytes = max_html_bytes
         self.stats = stats_collector
         self.pool: ProcessPool | None = None
+        self.task = task or extract_task  #: what a worker runs per page (a module-level function)
         self.in_flight = 0
         self.cpu_seconds = 0.0
 
@@ -330,7 +331,7 @@ class ExtractPipeline:
         return self.to_record(item, extraction.article)
 
     async def _extract_in_pool(self, item: FetchedPage, now: datetime) -> Extraction:
-        future = self.pool.schedule(extract_task, args=(item.html, item.url, self.min_chars, now), timeout=self.timeout)
+        future = self.pool.schedule(self.task, args=(item.html, item.url, self.min_chars, now), timeout=self.timeout)
         self.in_flight += 1
         self._max(stats.EXTRACT_MAX_IN_FLIGHT, self.in_flight)
         try:

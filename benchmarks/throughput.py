@@ -1,0 +1,182 @@
+"""Throughput and memory: `scrapy crawl news` against a plain Scrapy spider that extracts inline.
+
+Generates a local site of N distinct article pages (real page layouts from
+../shared/corpus, each with its paragraphs replaced by sentences drawn at
+random from the whole corpus, so no two pages are near-duplicates), serves it
+on 127.0.0.1 with a sitemap, and runs in the same invocation:
+
+(a) a plain Scrapy spider that extracts every page inline with trafilatura in
+    its callback and keeps nothing (the usual design), and
+(b) `scrapy crawl news` into a fresh archive.
+
+For each it prints pages per second, CPU seconds of the whole process tree,
+and the peak memory of the whole process tree (sampled every 0.1 s), then the
+ratio, with the machine's core count. Run:
+
+    python benchmarks/throughput.py --pages 1500
+    python benchmarks/throughput.py --pages 15000 --only news
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from crawler.localsite import LocalSite, Page  # noqa: E402
+
+CORPUS = Path(os.environ.get("NEWS_CORPUS_DIR") or REPO.parent / "shared" / "corpus")
+_PARAGRAPH = re.compile(rb"(<p\b[^>]*>)([^<]{40,})(</p>)", re.I)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+INLINE_SPIDER = '''
+import scrapy, trafilatura
+from scrapy.spiders import SitemapSpider
+
+class InlineSpider(SitemapSpider):
+    name = "inline"
+    def parse(self, response):
+        text = trafilatura.extract(response.text, url=response.url)  # extract inline, keep nothing
+        self.crawler.stats.inc_value("inline/extracted" if text else "inline/empty")
+'''
+
+
+def load_corpus() -> tuple[list[bytes], list[str]]:
+    """Page layouts (fundus HTML with enough paragraphs to vary) and every ground-truth sentence."""
+    truth = json.loads((CORPUS / "fundus" / "ground_truth.json").read_text(encoding="utf-8"))
+    layouts, sentences = [], []
+    for record in truth.values():
+        html = gzip.decompress((CORPUS / "fundus" / record["file"]).read_bytes())
+        if len(_PARAGRAPH.findall(html)) >= 5 and b"charset" in html[:4000].lower():
+            layouts.append(html)
+        sentences += [s for s in _SENTENCE.split(record["body"].replace("\n\n", " ")) if len(s) > 30]
+    return layouts, sentences
+
+
+def make_page(number: int, layouts: list[bytes], sentences: list[str]) -> bytes:
+    rng = random.Random(number)
+    layout = layouts[number % len(layouts)]
+
+    def fill(match: re.Match) -> bytes:
+        text = " ".join(rng.choice(sentences) for _ in range(rng.randint(2, 5)))
+        return match.group(1) + text.encode("utf-8", "replace").replace(b"<", b"&lt;") + match.group(3)
+
+    return _PARAGRAPH.sub(fill, layout)
+
+
+class LazySite(dict):
+    """Pages made on first request (and then kept), so start-up does not wait for N pages."""
+
+    def __init__(self, base: str, count: int, layouts, sentences) -> None:
+        super().__init__()
+        self.count, self.layouts, self.sentences = count, layouts, sentences
+        urls = "".join(f"<url><loc>{base}/a/{i}/story-{i}-archive-benchmark/</loc></url>" for i in range(count))
+        self["/robots.txt"] = Page(body=f"User-agent: *\nAllow: /\nSitemap: {base}/sitemap.xml\n".encode(),
+                                   content_type="text/plain")
+        self["/sitemap.xml"] = Page(body=f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                                         f"{urls}</urlset>".encode(), content_type="application/xml")
+
+    def get(self, path, default=None):
+        match = re.fullmatch(r"/a/(\d+)/story-\d+-archive-benchmark/", path)
+        if match and int(match.group(1)) < self.count:
+            return Page(body=make_page(int(match.group(1)), self.layouts, self.sentences))
+        return super().get(path, default)
+
+
+def run_measured(command: list[str], env: dict, cwd: Path | str = REPO) -> dict:
+    """Run ``command``; wall time, CPU seconds and peak resident memory of its whole process tree."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    parent = psutil.Process(process.pid)
+    peak, cpu = 0, {}
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    reader.start()
+    while process.poll() is None:
+        try:
+            tree = [parent] + parent.children(recursive=True)
+            rss = 0
+            for proc in tree:
+                try:
+                    rss += proc.memory_info().rss
+                    times = proc.cpu_times()
+                    cpu[proc.pid] = times.user + times.system
+                except psutil.NoSuchProcess:
+                    pass
+            peak = max(peak, rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.1)
+    wall = time.perf_counter() - started
+    reader.join(timeout=5)
+    return {"returncode": process.returncode, "wall": wall, "cpu": sum(cpu.values()), "peak_mb": peak / 2**20,
+            "output": "".join(output)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=1500)
+    parser.add_argument("--only", choices=("inline", "news"))
+    args = parser.parse_args()
+    layouts, sentences = load_corpus()
+    site = LocalSite()
+    base = site.start()
+    site.pages = LazySite(base, args.pages, layouts, sentences)
+    common = {"CONCURRENT_REQUESTS": 16, "CONCURRENT_REQUESTS_PER_DOMAIN": 16, "DOWNLOAD_DELAY": 0,
+              "AUTOTHROTTLE_ENABLED": False, "LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": False}
+    env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        if args.only in (None, "inline"):
+            spider = Path(folder) / "inline_spider.py"  # runs outside the project: Scrapy's defaults
+            spider.write_text(INLINE_SPIDER + f"\nInlineSpider.sitemap_urls = ['{base}/sitemap.xml']\n")
+            command = [sys.executable, "-m", "scrapy", "runspider", str(spider)]
+            for name, value in common.items():
+                command += ["-s", f"{name}={value}"]
+            results["inline"] = run_measured(command, env, cwd=folder)
+        if args.only in (None, "news"):
+            command = [sys.executable, "-m", "scrapy", "crawl", "news", "-a", f"start_urls={base}/sitemap.xml",
+                       "-s", f"ARCHIVE_URI={Path(folder) / 'archive'}"]
+            for name, value in common.items():
+                command += ["-s", f"{name}={value}"]
+            results["news"] = run_measured(command, env)
+            manifest = json.loads(next((Path(folder) / "archive" / "runs").glob("*.json")).read_text())
+            results["news"]["counts"] = manifest["counts"]
+    site.stop()
+    print(f"{args.pages} pages, {os.cpu_count()} cores")
+    for name, result in results.items():
+        if result["returncode"] != 0:
+            print(f"{name} failed:\n{result['output'][-3000:]}")
+            sys.exit(1)
+        print(f"{name:7s} {args.pages / result['wall']:7.1f} pages/s  wall {result['wall']:6.1f} s  "
+              f"CPU {result['cpu']:6.1f} s  peak memory of the process tree {result['peak_mb']:6.0f} MB")
+    if "news" in results:
+        counts = results["news"]["counts"]
+        cpu = counts["cpu_seconds"]
+        follow = cpu.get("dedup", 0) + cpu.get("archive", 0) + cpu.get("upload", 0)
+        print(f"news: {counts['articles_written']} articles written, dropped {counts['dropped']}, "
+              f"duplicates {counts['duplicates']}")
+        print(f"news CPU: extraction {cpu.get('extract', 0):.1f} s in workers; dedup + Parquet + publishing "
+              f"{follow:.2f} s = {follow / max(cpu.get('extract', 0), 1e-9):.1%} of it; "
+              f"max pages in extraction at once {counts['extract_max_in_flight']}")
+    if len(results) == 2:
+        ratio = results["inline"]["wall"] / results["news"]["wall"]
+        print(f"ratio: the archive runs {ratio:.2f}x as fast as the inline spider")
+
+
+if __name__ == "__main__":
+    main()

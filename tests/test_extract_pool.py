@@ -1,0 +1,67 @@
+"""The extraction pool: pages extracted in worker processes; a hung or crashed worker costs one page only."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+from crawler.items import ArticleRecord, FetchedPage, RejectRecord
+from pipelines.extract import ExtractPipeline
+from poolhelpers import misbehaving_task
+from test_extract import ARTICLE_HEAD, URL, article_html
+
+
+class Stats(dict):
+    def inc_value(self, key, count=1):
+        self[key] = self.get(key, 0) + count
+
+    def set_value(self, key, value):
+        self[key] = value
+
+    def max_value(self, key, value):
+        self[key] = max(self.get(key, value), value)
+
+
+def page(marker: str = "", n: int = 0) -> FetchedPage:
+    html = article_html(head=ARTICLE_HEAD).replace("</article>", f"<p>{marker} story {n}</p></article>")
+    return FetchedPage(url=URL.replace("breakwater", f"breakwater-{n}"), request_url=URL, canonical_url=URL, html=html,
+                       http_status=200, fetched_at=datetime.now(timezone.utc), discovered_via="link")
+
+
+def run(pipeline, items):
+    async def main():
+        pipeline.open_spider()
+        try:
+            return await asyncio.gather(*(pipeline.process_item(item) for item in items))
+        finally:
+            pipeline.close_spider()
+    return asyncio.run(main())
+
+
+def test_hung_and_crashed_workers_cost_one_page_each():
+    stats = Stats()
+    pipeline = ExtractPipeline(crawl_id="run", min_chars=300, workers=2, timeout=3, stats_collector=stats,
+                               task=misbehaving_task)
+    items = [page(n=1), page("HANG-HERE", 2), page("CRASH-HERE", 3), page(n=4), page(n=5), page(n=6)]
+    results = run(pipeline, items)
+    assert [type(r).__name__ for r in results] == ["ArticleRecord", "RejectRecord", "RejectRecord",
+                                                     "ArticleRecord", "ArticleRecord", "ArticleRecord"]
+    assert results[1].reason == "timeout" and results[2].reason == "worker_crashed"
+    assert stats["archive/extract/dropped/timeout"] == 1 and stats["archive/extract/dropped/worker_crashed"] == 1
+    assert stats["archive/cpu/extract_seconds"] > 0
+    assert 1 <= stats["archive/extract/max_in_flight"] <= len(items)
+
+
+def test_oversized_page_is_not_extracted():
+    stats = Stats()
+    pipeline = ExtractPipeline(crawl_id="run", min_chars=300, workers=0, max_html_bytes=1000, stats_collector=stats)
+    [result] = run(pipeline, [page(n=1)])
+    assert isinstance(result, RejectRecord) and result.reason == "too_large"
+
+
+def test_inline_mode_gives_the_same_record_as_the_pool():
+    item = page(n=7)
+    inline = run(ExtractPipeline(crawl_id="run", min_chars=300, workers=0), [item])[0]
+    pooled = run(ExtractPipeline(crawl_id="run", min_chars=300, workers=1), [item])[0]
+    assert isinstance(inline, ArticleRecord) and isinstance(pooled, ArticleRecord)
+    assert inline.body == pooled.body and inline.content_hash == pooled.content_hash and inline.simhash == pooled.simhash
