@@ -45,12 +45,18 @@ class PageMeta:
     html_lang: str | None = None
     jsonld_authors: list[str] = field(default_factory=list)
     jsonld_headline: str | None = None
-    text_chars: int = 0  #: visible text characters in <body>
+    text_chars: int = 0  #: visible text characters in <body> (measured on first use of link_density)
     link_chars: int = 0  #: of which inside <a>
     links: int = 0  #: number of <a href> elements
+    tree: HtmlElement | None = None  #: the page, kept to measure link density only when a decision needs it
+    _measured: bool = False
 
     @property
     def link_density(self) -> float:
+        """Share of the page's visible text inside links (measured lazily: it costs a walk of the page)."""
+        if not self._measured and self.tree is not None:
+            _measure_links(self.tree, self)
+            self._measured = True
         return self.link_chars / self.text_chars if self.text_chars else 1.0
 
 
@@ -77,7 +83,7 @@ def read_page_meta(tree: HtmlElement) -> PageMeta:
             break
     if meta.published_raw is None:
         _read_time_elements(tree, meta)
-    _measure_links(tree, meta)
+    meta.tree = tree
     return meta
 
 
