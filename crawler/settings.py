@@ -46,6 +46,7 @@ EXTRACT_FAVOR_PRECISION = False
 EXTRACT_WORKERS = -1  # extraction processes; -1: one per core; 0: extract in the crawler's own process
 EXTRACT_TIMEOUT = 20  # seconds one page may take; then its worker is killed and replaced
 EXTRACT_MAX_HTML_BYTES = 5 * 2**20  # larger pages are dropped without being parsed
+EXTRACT_MAX_TASKS_PER_WORKER = 100  # a worker is replaced after this many pages, so its memory stays flat
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"  # extraction is awaited as asyncio
 
 # --- deduplication -------------------------------------------------------------------------------------------

@@ -261,7 +261,8 @@ class ExtractPipeline:
     """
 
     def __init__(self, *, crawl_id: str, min_chars: int, favor_precision: bool = False, workers: int = 0,
-                 timeout: float = 30.0, max_html_bytes: int = 5 * 2**20, stats_collector=None, task=None) -> None:
+                 timeout: float = 30.0, max_html_bytes: int = 5 * 2**20, stats_collector=None, task=None,
+                 max_tasks_per_worker: int = 0) -> None:
         self.crawl_id = crawl_id
         self.min_chars = min_chars
         self.favor_precision = favor_precision
@@ -272,6 +273,7 @@ class ExtractPipeline:
         self.stats = stats_collector
         self.pool: ProcessPool | None = None
         self.task = task or extract_task  #: what a worker runs per page (a module-level function)
+        self.max_tasks_per_worker = max_tasks_per_worker
         self.in_flight = 0
         self.cpu_seconds = 0.0
 
@@ -287,12 +289,13 @@ class ExtractPipeline:
             timeout=settings.getfloat("EXTRACT_TIMEOUT"),
             max_html_bytes=settings.getint("EXTRACT_MAX_HTML_BYTES"),
             stats_collector=crawler.stats,
+            max_tasks_per_worker=settings.getint("EXTRACT_MAX_TASKS_PER_WORKER"),
         )
 
     def open_spider(self, spider=None) -> None:
         if self.workers > 0:
             # spawn: the crawler has threads (uploads, DNS), which fork would copy in an unknown state
-            self.pool = ProcessPool(max_workers=self.workers, initializer=init_worker,
+            self.pool = ProcessPool(max_workers=self.workers, max_tasks=self.max_tasks_per_worker, initializer=init_worker,
                                     initargs=(self.favor_precision,), context=multiprocessing.get_context("spawn"))
 
     def close_spider(self, spider=None) -> None:
