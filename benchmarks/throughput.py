@@ -142,7 +142,7 @@ def main() -> None:
     site = LocalSite()
     base = site.start()
     site.pages = LazySite(base, args.pages, layouts, sentences)
-    common = {"CONCURRENT_REQUESTS": 16, "CONCURRENT_REQUESTS_PER_DOMAIN": 16, "DOWNLOAD_DELAY": 0,
+    common = {"CONCURRENT_REQUESTS": int(os.environ.get("BENCH_CONCURRENCY", 16)), "CONCURRENT_REQUESTS_PER_DOMAIN": 16, "DOWNLOAD_DELAY": 0,
               "AUTOTHROTTLE_ENABLED": False, "LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": False}
     env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
     results = {}
