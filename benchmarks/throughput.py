@@ -15,6 +15,9 @@ ratio, with the machine's core count. Run:
 
     python benchmarks/throughput.py --pages 1500
     python benchmarks/throughput.py --pages 15000 --only news
+
+Environment: BENCH_CONCURRENCY (CONCURRENT_REQUESTS, default 16); BENCH_EXTRA_SETTINGS, extra `-s` settings for
+the news crawl separated by ";" (for example "EXTRACT_WORKERS=1;JOBDIR=/tmp/job").
 """
 
 from __future__ import annotations
@@ -145,6 +148,7 @@ def main() -> None:
     common = {"CONCURRENT_REQUESTS": int(os.environ.get("BENCH_CONCURRENCY", 16)), "CONCURRENT_REQUESTS_PER_DOMAIN": 16, "DOWNLOAD_DELAY": 0,
               "AUTOTHROTTLE_ENABLED": False, "LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": False}
     env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
+    extra = os.environ.get("BENCH_EXTRA_SETTINGS", "")
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         if args.only in (None, "inline"):
@@ -159,6 +163,8 @@ def main() -> None:
                        "-s", f"ARCHIVE_URI={Path(folder) / 'archive'}"]
             for name, value in common.items():
                 command += ["-s", f"{name}={value}"]
+            for setting in filter(None, extra.split(";")):  # e.g. BENCH_EXTRA_SETTINGS="EXTRACT_WORKERS=1"
+                command += ["-s", setting]
             results["news"] = run_measured(command, env)
             manifest = json.loads(next((Path(folder) / "archive" / "runs").glob("*.json")).read_text())
             results["news"]["counts"] = manifest["counts"]
