@@ -84,7 +84,7 @@ class ArchivePipeline:
         self.spool_root = spool_root
         self.writer_options = writer_options
         self.settings_record = settings_record
-        self.stats = stats_collector
+        self.stats = stats.StatsRecorder(stats_collector)
         self.executor = ThreadPoolExecutor(max_workers=upload_threads, thread_name_prefix="archive-upload")
         self.uploads: list[_Upload] = []
         self.writers: dict[str, DatasetWriter] = {}
@@ -140,8 +140,8 @@ class ArchivePipeline:
     def open_spider(self, spider=None):
         self.started_at = datetime.now(timezone.utc)
         self.spool = spooling.RunSpool(self.spool_root, self.crawl_id)
-        self._set(stats.CRAWL_ID, self.crawl_id)
-        self._set(stats.STATUS, "running")
+        self.stats.set(stats.CRAWL_ID, self.crawl_id)
+        self.stats.set(stats.STATUS, "running")
         for dataset, schema in DATASETS.items():
             self.writers[dataset] = DatasetWriter(
                 dataset=dataset, schema=schema, spool_dir=self.spool.path, file_prefix=self.crawl_id,
@@ -161,7 +161,7 @@ class ArchivePipeline:
         self.run_state = run_state
         logger.info("state of earlier runs: %d article rows (%s)", len(run_state.articles),
                     json.dumps(run_state.articles.loaded_from))
-        self._set(stats.STATE_ROWS, len(run_state.articles))
+        self.stats.set(stats.STATE_ROWS, len(run_state.articles))
         if self.on_state is not None:
             self.on_state(run_state)
 
@@ -234,7 +234,7 @@ class ArchivePipeline:
             logger.exception("could not write a %s row", dataset)
             self._fail(f"write {dataset}: {type(exc).__name__}: {exc}")
         else:
-            self._inc(stats.rows(dataset))
+            self.stats.inc(stats.rows(dataset))
 
     def _submit(self, closed: ClosedFile) -> None:
         future = self.executor.submit(self._timed_publish, closed)
@@ -259,14 +259,14 @@ class ArchivePipeline:
             if exc is None:
                 published = upload.future.result()
                 self.published.append((upload.dataset, published))
-                self._inc(stats.FILES_PUBLISHED)
-                self._inc(stats.BYTES_PUBLISHED, published.bytes)
+                self.stats.inc(stats.FILES_PUBLISHED)
+                self.stats.inc(stats.BYTES_PUBLISHED, published.bytes)
                 logger.info("published %s (%d rows, %d bytes)", published.key, published.rows, published.bytes)
             else:
                 logger.error("could not publish %s; it stays in the spool at %s: %s",
                              upload.closed.key, upload.closed.path, redact(str(exc)))
                 self.spooled.append((upload.dataset, upload.closed))
-                self._inc(stats.UPLOAD_FAILED)
+                self.stats.inc(stats.UPLOAD_FAILED)
                 self._fail(f"publish {upload.closed.key}: {type(exc).__name__}: {redact(str(exc))}")
         self.uploads = pending
 
@@ -287,10 +287,10 @@ class ArchivePipeline:
         return threads.deferToThread(self.executor.shutdown, wait=True).addCallback(lambda _: self._collect())
 
     def spider_closed(self, spider, reason: str) -> None:
-        self._set(stats.ARCHIVE_CPU, round(self.cpu_seconds, 3))
-        self._set(stats.UPLOAD_CPU, round(self.upload_cpu_seconds, 3))
+        self.stats.set(stats.ARCHIVE_CPU, round(self.cpu_seconds, 3))
+        self.stats.set(stats.UPLOAD_CPU, round(self.upload_cpu_seconds, 3))
         status = "failed" if self.errors else ("complete" if reason == "finished" else "partial")
-        self._set(stats.STATUS, status)
+        self.stats.set(stats.STATUS, status)
         manifest = build_manifest(
             crawl_id=self.crawl_id,
             status=status,
@@ -299,7 +299,7 @@ class ArchivePipeline:
             finish_reason=reason,
             settings=self.settings_record,
             spider_args=dict(getattr(spider, "archive_args", {}) or {}),
-            stat_values=dict(self.stats.get_stats()) if self.stats is not None else {},
+            stat_values=self.stats.values(),
             files=self.published,
             errors=self.errors,
         )
@@ -312,12 +312,12 @@ class ArchivePipeline:
         except Exception as exc:
             logger.error("could not write the run manifest: %s", redact(str(exc)))
             self._fail(f"manifest: {type(exc).__name__}: {redact(str(exc))}")
-            self._set(stats.STATUS, "failed")
+            self.stats.set(stats.STATUS, "failed")
             spooling.write_json(self.spool.manifest_path(), manifest_bytes({**manifest, "status": "failed"}))
         else:
             logger.info("run %s %s: %s", self.crawl_id, status, json.dumps(manifest["counts"], sort_keys=True))
         if self.errors:
-            self._set(stats.FAILURE, self._failure_line())
+            self.stats.set(stats.FAILURE, self._failure_line())
         self.spool.release()
 
     def _publish_state(self, spider) -> None:
@@ -344,15 +344,9 @@ class ArchivePipeline:
 
     def _fail(self, message: str) -> None:
         self.errors.append(message)
-        self._inc(stats.WRITE_FAILED)
+        self.stats.inc(stats.WRITE_FAILED)
 
-    def _inc(self, name: str, count: int = 1) -> None:
-        if self.stats is not None:
-            self.stats.inc_value(name, count)
 
-    def _set(self, name: str, value) -> None:
-        if self.stats is not None:
-            self.stats.set_value(name, value)
 
 
 def _dataset(key: str) -> str:

@@ -160,7 +160,7 @@ class DedupPipeline:
         self.max_pending_aliases = max_pending_aliases
         self.pending_aliases: dict[bytes, list[UrlAlias]] = {}
         self._pending_count = 0
-        self.stats = stats_collector
+        self.stats = stats.StatsRecorder(stats_collector)
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -191,7 +191,7 @@ class DedupPipeline:
 
     def close_spider(self) -> None:
         self.flush_aliases()
-        self._set(stats.DEDUP_CPU, round(self.cpu_seconds, 3))
+        self.stats.set(stats.DEDUP_CPU, round(self.cpu_seconds, 3))
 
     def _process(self, item):
         if isinstance(item, UrlAlias):
@@ -215,7 +215,7 @@ class DedupPipeline:
             )
             return item
         kind, ref, distance = match
-        self._inc(stats.duplicate(kind, earlier=earlier))
+        self.stats.inc(stats.duplicate(kind, earlier=earlier))
         return DuplicateRecord(
             url=item.url,
             canonical_url=item.canonical_url,
@@ -243,11 +243,11 @@ class DedupPipeline:
             return False
         archived = state.articles.details(position)
         if archived.content_hash == item.content_hash:
-            self._inc(stats.REVISIT_UNCHANGED)
+            self.stats.inc(stats.REVISIT_UNCHANGED)
             return True
         item.version = archived.version + 1
         item.first_seen_at = archived.first_seen_at
-        self._inc(stats.NEW_VERSIONS)
+        self.stats.inc(stats.NEW_VERSIONS)
         return False
 
     def _alias(self, alias: UrlAlias):
@@ -255,7 +255,7 @@ class DedupPipeline:
         if ref is not None:
             return self._alias_record(alias, ref)
         if self._pending_count >= self.max_pending_aliases:
-            self._inc(stats.duplicate("alias_unresolved"))
+            self.stats.inc(stats.duplicate("alias_unresolved"))
             raise DropItem(f"URL alias not resolved (pending limit reached): {alias.url}", log_level="DEBUG")
         self.pending_aliases.setdefault(fingerprints.url_key(alias.canonical_url), []).append(alias)
         self._pending_count += 1
@@ -268,7 +268,7 @@ class DedupPipeline:
             ref = self.index.match_url(aliases[0].canonical_url)
             for alias in aliases:
                 if ref is None:
-                    self._inc(stats.duplicate("alias_unresolved"))
+                    self.stats.inc(stats.duplicate("alias_unresolved"))
                 else:
                     records.append(self._alias_record(alias, ref))
         self.pending_aliases.clear()
@@ -276,7 +276,7 @@ class DedupPipeline:
         return records
 
     def _alias_record(self, alias: UrlAlias, ref: ArchivedRef) -> DuplicateRecord:
-        self._inc(stats.duplicate("url"))
+        self.stats.inc(stats.duplicate("url"))
         return DuplicateRecord(
             url=alias.url,
             canonical_url=alias.canonical_url,
@@ -291,10 +291,4 @@ class DedupPipeline:
             crawl_id=self.crawl_id,
         )
 
-    def _inc(self, name: str) -> None:
-        if self.stats is not None:
-            self.stats.inc_value(name)
 
-    def _set(self, name: str, value) -> None:
-        if self.stats is not None:
-            self.stats.set_value(name, value)

@@ -270,7 +270,7 @@ class ExtractPipeline:
         self.workers = workers
         self.timeout = timeout
         self.max_html_bytes = max_html_bytes
-        self.stats = stats_collector
+        self.stats = stats.StatsRecorder(stats_collector)
         self.pool: ProcessPool | None = None
         self.task = task or extract_task  #: what a worker runs per page (a module-level function)
         self.max_tasks_per_worker = max_tasks_per_worker
@@ -303,12 +303,12 @@ class ExtractPipeline:
             self.pool.close()
             self.pool.join(timeout=self.timeout + 5)
             self.pool.stop()
-        self._set(stats.EXTRACT_CPU, round(self.cpu_seconds, 3))
+        self.stats.set(stats.EXTRACT_CPU, round(self.cpu_seconds, 3))
 
     async def process_item(self, item):
         if not isinstance(item, FetchedPage):
             return item
-        self._inc(stats.PAGES_EXTRACTED)
+        self.stats.inc(stats.PAGES_EXTRACTED)
         now = datetime.now(timezone.utc)
         size = len(item.html.encode("utf-8", "surrogatepass"))
         if size > self.max_html_bytes:
@@ -319,7 +319,7 @@ class ExtractPipeline:
             extraction = await self._extract_in_pool(item, now)
         self.cpu_seconds += extraction.cpu_seconds
         if extraction.article is None:
-            self._inc(stats.dropped(extraction.reason))
+            self.stats.inc(stats.dropped(extraction.reason))
             return RejectRecord(
                 url=item.url,
                 domain=fingerprints.registered_domain(item.url),
@@ -330,13 +330,13 @@ class ExtractPipeline:
                 fetched_at=item.fetched_at,
                 crawl_id=self.crawl_id,
             )
-        self._inc(stats.ARTICLES)
+        self.stats.inc(stats.ARTICLES)
         return self.to_record(item, extraction.article)
 
     async def _extract_in_pool(self, item: FetchedPage, now: datetime) -> Extraction:
         future = self.pool.schedule(self.task, args=(item.html, item.url, self.min_chars, now), timeout=self.timeout)
         self.in_flight += 1
-        self._max(stats.EXTRACT_MAX_IN_FLIGHT, self.in_flight)
+        self.stats.max(stats.EXTRACT_MAX_IN_FLIGHT, self.in_flight)
         try:
             return await asyncio.wrap_future(future)
         except FutureTimeout:
@@ -385,17 +385,8 @@ class ExtractPipeline:
             extractor_version=EXTRACTOR_VERSION,
         )
 
-    def _inc(self, name: str) -> None:
-        if self.stats is not None:
-            self.stats.inc_value(name)
 
-    def _set(self, name: str, value) -> None:
-        if self.stats is not None:
-            self.stats.set_value(name, value)
 
-    def _max(self, name: str, value) -> None:
-        if self.stats is not None:
-            self.stats.max_value(name, value)
 
 
 def extract_task_inline(item: FetchedPage, options: Extractor, min_chars: int, now: datetime) -> Extraction:

@@ -51,3 +51,25 @@ def discovered(via: str) -> str:
 def rows(dataset: str) -> str:
     """Rows written per dataset: ``archive/rows/<dataset>``."""
     return f"{PREFIX}/rows/{dataset}"
+
+
+class StatsRecorder:
+    """A crawl's stats collector, or nothing: a core built without a crawler (a test, a script) records no stats."""
+
+    def __init__(self, collector=None) -> None:
+        self.collector = collector
+
+    def inc(self, name: str, count: int = 1) -> None:
+        if self.collector is not None:
+            self.collector.inc_value(name, count)
+
+    def set(self, name: str, value) -> None:
+        if self.collector is not None:
+            self.collector.set_value(name, value)
+
+    def max(self, name: str, value) -> None:
+        if self.collector is not None:
+            self.collector.max_value(name, value)
+
+    def values(self) -> dict:
+        return dict(self.collector.get_stats()) if self.collector is not None else {}

@@ -129,9 +129,12 @@ class LocalStore:
 
     def publish(self, local_path: Path, key: str, *, rows: int, sha256: str) -> PublishedFile:
         final = self._path(key)
-        if final.exists():
-            raise PublishError(f"{key} already exists in the archive; refusing to overwrite it")
         size = local_path.stat().st_size
+        if final.exists():
+            if final.stat().st_size == size and file_sha256(final) == sha256:
+                local_path.unlink()  # published before, by a run that died before it could clean its spool
+                return PublishedFile(key=key, rows=rows, bytes=size, sha256=sha256)
+            raise PublishError(f"{key} already exists in the archive with other content; refusing to overwrite it")
         final.parent.mkdir(parents=True, exist_ok=True)
         staging = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
         try:

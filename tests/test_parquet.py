@@ -127,10 +127,15 @@ def test_store_refuses_to_overwrite_and_unsafe_keys(tmp_path):
     store = LocalStore(tmp_path / "archive")
     source = tmp_path / "f.parquet"
     source.write_bytes(b"x")
-    store.publish(source, "articles/dt=2026-11-25/a.parquet", rows=1, sha256="")
+    digest = hashlib.sha256(b"x").hexdigest()
+    store.publish(source, "articles/dt=2026-11-25/a.parquet", rows=1, sha256=digest)
+    source.write_bytes(b"x")  # the same file again (a run died after publishing, before cleaning its spool)
+    store.publish(source, "articles/dt=2026-11-25/a.parquet", rows=1, sha256=digest)
+    assert not source.exists() and (store.root / "articles/dt=2026-11-25/a.parquet").read_bytes() == b"x"
     source.write_bytes(b"y")
     with pytest.raises(PublishError):
-        store.publish(source, "articles/dt=2026-11-25/a.parquet", rows=1, sha256="")
+        store.publish(source, "articles/dt=2026-11-25/a.parquet", rows=1, sha256=hashlib.sha256(b"y").hexdigest())
+    assert source.exists(), "the refused file stays for a person to look at"
     for key in ("../etc/passwd", "articles/../../x", "/abs/path", "a//b", "a/b\x00c", "a/%2e%2e/b"):
         with pytest.raises(PublishError):
             check_key(key)
