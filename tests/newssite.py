@@ -105,6 +105,14 @@ class NewsSite:
     only_in_atom: list[str] = field(default_factory=list)
     base_url: str = ""
 
+    def story_groups(self) -> dict[str, set[str]]:
+        """Article path -> every path that serves that story (itself, exact copies, near copies, aliases)."""
+        groups = {article.path: {article.path} for article in self.articles}
+        for mapping in (self.exact_copies, self.near_copies, self.canonical_aliases):
+            for copy, original in mapping.items():
+                groups[original].add(copy)
+        return groups
+
     def article(self, path: str) -> ExpectedArticle:
         for art in self.articles:
             if art.path == path:

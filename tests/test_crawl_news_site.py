@@ -21,15 +21,6 @@ def path_of(url: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def groups(spec) -> dict[str, set[str]]:
-    """Article path -> every path that serves that story (itself, exact copies, near copies, aliases)."""
-    result = {article.path: {article.path} for article in spec.articles}
-    for mapping in (spec.exact_copies, spec.near_copies, spec.canonical_aliases):
-        for copy, original in mapping.items():
-            result[original].add(copy)
-    return result
-
-
 def test_crawl_succeeds(news_crawl):
     _, _, result = news_crawl
     assert result.returncode == 0, result.stderr[-3000:]
@@ -39,7 +30,7 @@ def test_crawl_succeeds(news_crawl):
 def test_every_article_archived_once(news_crawl):
     _, spec, result = news_crawl
     archived = [path_of(row["canonical_url"]) for row in result.rows("articles")]
-    for original, members in groups(spec).items():
+    for original, members in spec.story_groups().items():
         hits = [path for path in archived if path in members]
         assert len(hits) == 1, f"{original}: archived {len(hits)} times as {hits}"
     assert len(archived) == len(set(archived)) == len(spec.articles)

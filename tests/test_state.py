@@ -99,17 +99,9 @@ def test_feeds_and_sitemaps_are_fetched_conditionally(two_runs):
     assert second.statuses[("/", 200)] == 1, "listing pages are always fetched again"
 
 
-def story_groups(spec) -> dict[str, set[str]]:
-    groups = {a.path: {a.path} for a in spec.articles}
-    for mapping in (spec.exact_copies, spec.near_copies, spec.canonical_aliases):
-        for copy, original in mapping.items():
-            groups[original].add(copy)
-    return groups
-
-
 def assert_every_article_once(spec, rows: list[dict]):
     archived = Counter(urlsplit(r["canonical_url"]).path for r in rows)
-    for original, members in story_groups(spec).items():
+    for original, members in spec.story_groups().items():
         assert sum(archived[m] for m in members) == 1, (original, {m: archived[m] for m in members})
     assert sum(archived.values()) == len(spec.articles)
 
