@@ -21,6 +21,7 @@ class FetchedPage:
     request_url: str  #: URL as requested (before redirects)
     canonical_url: str  #: canonical form of ``url`` (tracking parameters and fragment removed)
     html: str  #: page decoded by Scrapy (header, BOM, meta, then detection)
+    body_bytes: int = 0  #: size of the response body as received (0: unknown, then len(html) stands in)
     http_status: int
     fetched_at: datetime  #: UTC
     discovered_via: str  #: start, link, feed or sitemap

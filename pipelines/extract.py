@@ -310,7 +310,7 @@ class ExtractPipeline:
             return item
         self.stats.inc(stats.PAGES_EXTRACTED)
         now = datetime.now(timezone.utc)
-        size = len(item.html.encode("utf-8", "surrogatepass"))
+        size = item.body_bytes or len(item.html)  # no re-encoding of every page on the reactor thread
         if size > self.max_html_bytes:
             extraction = Extraction(None, "too_large", f"{size} bytes of HTML, over EXTRACT_MAX_HTML_BYTES")
         elif self.pool is None:

@@ -57,6 +57,11 @@ def test_oversized_page_is_not_extracted():
     pipeline = ExtractPipeline(crawl_id="run", min_chars=300, workers=0, max_html_bytes=1000, stats_collector=stats)
     [result] = run(pipeline, [page(n=1)])
     assert isinstance(result, RejectRecord) and result.reason == "too_large"
+    small = page(n=2)
+    small.html = "<html><body><p>tiny</p></body></html>"
+    small.body_bytes = 5000  # the size as received counts, not the decoded text
+    [result] = run(ExtractPipeline(crawl_id="run", min_chars=300, workers=0, max_html_bytes=1000), [small])
+    assert isinstance(result, RejectRecord) and result.reason == "too_large"
 
 
 def test_inline_mode_gives_the_same_record_as_the_pool():

@@ -233,6 +233,7 @@ class NewsSpider(scrapy.Spider):
             request_url=response.request.url if response.request else response.url,
             canonical_url=canonicalize_url(response.url),
             html=response.text,
+            body_bytes=len(response.body),
             http_status=response.status,
             fetched_at=datetime.now(timezone.utc),
             discovered_via=via,
