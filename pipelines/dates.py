@@ -23,6 +23,8 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ISO_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}")
 _SPACE_OFFSET = re.compile(r"\s+([+-]\d{2}:?\d{2}|Z)$")
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
+#: calendar dates whose reading is unambiguous: year first, or the month named
+_DAY_FORMATS = ("%Y/%m/%d", "%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%d %b %Y")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +41,7 @@ def parse_date_statement(raw: str | None, *, now: datetime) -> ParsedDate:
     if not raw:
         return NO_DATE
     text = raw.strip()
-    parsed = _parse_iso(text) or _parse_rfc2822(text)
+    parsed = _parse_iso(text) or _parse_rfc2822(text) or _parse_day(text)
     if parsed is None:
         return NO_DATE
     if isinstance(parsed, datetime):
@@ -75,6 +77,15 @@ def _parse_rfc2822(text: str) -> datetime | None:
         return parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
+
+
+def _parse_day(text: str) -> date | None:
+    for pattern in _DAY_FORMATS:
+        try:
+            return datetime.strptime(text, pattern).date()
+        except ValueError:
+            continue
+    return None
 
 
 def _plausible(parsed: ParsedDate, now: datetime) -> bool:

@@ -42,6 +42,8 @@ EXTRACTOR_VERSION = f"trafilatura/{version('trafilatura')} news-archive/{version
 _LANG = re.compile(r"^([a-zA-Z]{2,3})(?:[-_].*)?$")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _TITLE_SUFFIX = re.compile(r"^(.{12,}?)\s+[|\-–—·:]\s+([^|\-–—·]{2,60})$")
+#: libxml2 (without XML_PARSE_HUGE) stops parsing at this nesting depth and drops the rest of the page
+PARSER_MAX_DEPTH = 255
 
 
 def build_options(*, favor_precision: bool = False, favor_recall: bool = False) -> Extractor:
@@ -92,7 +94,9 @@ class Extraction:
     """The outcome for one page: an article, or a reason (and detail) why not."""
 
     article: ExtractedArticle | None
-    reason: str  #: "article", not_article, too_short, empty, extraction_failed, timeout, too_large, worker_crashed
+    #: "article", or why not: not_article, too_short, empty, too_deep, extraction_failed, extract_timeout,
+    #: too_large, worker_crashed
+    reason: str
     detail: str = ""
     cpu_seconds: float = 0.0  #: CPU time the extraction took (in whichever process ran it)
 
@@ -102,6 +106,9 @@ def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now
     tree = load_html(html)
     if tree is None:
         return Extraction(None, "empty", "no HTML tree could be parsed")
+    if tree.xpath(f"boolean(//*[count(ancestor::*) >= {PARSER_MAX_DEPTH}])"):
+        return Extraction(None, "too_deep", f"elements nested {PARSER_MAX_DEPTH} deep: the HTML parser stops there, "
+                                            "the rest of the page is lost")
     meta = read_page_meta(tree)
     try:
         document = bare_extraction(tree, url=url, options=options)
@@ -118,8 +125,10 @@ def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now
         return Extraction(None, verdict.reason, verdict.detail)
     published = parse_date_statement(meta.published_raw, now=now)
     published_raw, published_source = meta.published_raw, meta.published_source
-    if published.day is None and document.date:
-        # trafilatura's own (htmldate, extensive search off): a calendar date, never an instant
+    if published_raw is None and document.date:
+        # only when the page states no date of its own: trafilatura's (htmldate, extensive search off), a
+        # calendar date, never an instant. A statement too ambiguous (03/04/2021) or implausible (the future)
+        # to read gives no date, its raw string kept: htmldate would guess one from it.
         published = parse_date_statement(document.date, now=now)
         published_raw, published_source = document.date, "htmldate"
         published = type(published)(None, published.day)
@@ -340,7 +349,7 @@ class ExtractPipeline:
         try:
             return await asyncio.wrap_future(future)
         except FutureTimeout:
-            return Extraction(None, "timeout", f"extraction took over {self.timeout:g} s; its worker was replaced")
+            return Extraction(None, "extract_timeout", f"extraction took over {self.timeout:g} s; its worker was replaced")
         except ProcessExpired as exc:
             return Extraction(None, "worker_crashed", f"the worker process died (exit code {exc.exitcode})")
         except Exception as exc:  # anything the page made the extractor raise

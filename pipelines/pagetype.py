@@ -85,8 +85,11 @@ def classify_page(url: str, meta: PageMeta, body_chars: int, *, min_chars: int) 
     weights.append((f"url:{shape}", {"article": 1, "listing": -3, "utility": -3, "unknown": 0}[shape]))
     if body_chars >= 1000:
         weights.append(("text:long", 1))
-    if sum(weight for _, weight in weights) == 1 and meta.link_density > 0.7:  # the only case it can decide
+    partial = sum(weight for _, weight in weights)
+    if partial == 1 and meta.link_density > 0.7:  # the cases where it can decide
         weights.append((f"link_density:{meta.link_density:.2f}", -1))
+    elif partial == 2 and not structured_article and meta.link_density > 0.9:  # a page of links, whatever its URL
+        weights.append((f"link_density:{meta.link_density:.2f}", -2))
     score = sum(weight for _, weight in weights)
     detail = " ".join(f"{name}({weight:+d})" for name, weight in weights) + f" score={score} chars={body_chars}"
     if body_chars < min_chars:

@@ -19,6 +19,13 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
         ("2024-06-25", None, date(2024, 6, 25)),  # a date alone is not an instant
         ("2017-11-03 03:01:00.000000", None, date(2017, 11, 3)),  # no offset: not an instant
         ("03/04/2021", None, None),  # ambiguous: March 4 or April 3
+        ("13/04/2021", None, None),  # day first, but not a format the page's own metadata should use
+        ("2021/03/04", None, date(2021, 3, 4)),  # year first: unambiguous
+        ("March 4, 2021", None, date(2021, 3, 4)),
+        ("4 March 2021", None, date(2021, 3, 4)),
+        ("2026-11-26T11:00:00Z", datetime(2026, 11, 26, 11, 0, tzinfo=timezone.utc), date(2026, 11, 26)),  # < a day
+        ("2026-11-26T13:00:00Z", None, None),  # more than a day after the fetch: not believed
+        ("2026-11-27", None, None),
         ("2099-01-01T00:00:00Z", None, None),  # in the future
         ("1970-01-01T00:00:00Z", None, None),  # before the web
         ("© 2019", None, None),

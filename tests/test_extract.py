@@ -77,6 +77,44 @@ def test_jsonld_date_and_headline_win():
     assert result.article.published_at_source == "jsonld"
 
 
+@pytest.mark.parametrize("raw", ["03/04/2021", "2099-01-01T08:00:00Z"])
+def test_unreadable_date_statement_gives_no_date_but_is_kept(raw):
+    """Ambiguous (March 4 or April 3?) or in the future: no date, and no guess by trafilatura's date search."""
+    head = ARTICLE_HEAD + f'<meta property="article:published_time" content="{raw}">'
+    article = extract_page(article_html(head=head), URL, OPTIONS, min_chars=300, now=NOW).article
+    assert (article.published_at, article.published_date) == (None, None)
+    assert (article.published_at_raw, article.published_at_source) == (raw, "meta")
+
+
+def test_modified_date_beside_the_published_one():
+    head = ARTICLE_HEAD + (
+        '<meta property="article:modified_time" content="2021-03-06T10:00:00+01:00">'
+        '<meta property="article:published_time" content="2021-03-04T23:30-08:00">'
+    )
+    article = extract_page(article_html(head=head), URL, OPTIONS, min_chars=300, now=NOW).article
+    assert article.published_at == datetime(2021, 3, 5, 7, 30, tzinfo=timezone.utc)
+    assert article.published_at_raw == "2021-03-04T23:30-08:00"
+    assert article.modified_at == datetime(2021, 3, 6, 9, 0, tzinfo=timezone.utc)
+    assert article.modified_at_raw == "2021-03-06T10:00:00+01:00"
+
+
+def test_nesting_past_the_parser_limit_is_rejected_not_truncated():
+    deep = article_html(head=ARTICLE_HEAD).replace("<article>", "<article>" + "<div>" * 300)
+    result = extract_page(deep, URL, OPTIONS, min_chars=300, now=NOW)
+    assert (result.article, result.reason) == (None, "too_deep")
+    assert extract_page(article_html(head=ARTICLE_HEAD).replace("<article>", "<article>" + "<div>" * 200), URL,
+                        OPTIONS, min_chars=300, now=NOW).reason == "article"
+
+
+def test_page_of_links_is_not_an_article_whatever_its_url():
+    links = "".join(f'<li><a href="/2024/04/{i % 28 + 1:02d}/story-{i}/">Story {i}: the council meets again '
+                    f"over the harbour plan</a></li>" for i in range(60))
+    html = f"<html><head><title>Latest</title></head><body><h1>Latest</h1><ul>{links}</ul></body></html>"
+    result = extract_page(html, "https://herald.example/2024/05/03/the-latest-stories-roundup/", OPTIONS,
+                          min_chars=300, now=NOW)
+    assert result.reason == "not_article" and "link_density:1.00" in result.detail
+
+
 def test_same_site_canonical_is_followed_and_cross_site_ignored():
     same = ARTICLE_HEAD + '<link rel="canonical" href="https://www.herald.example/2024/05/03/breakwater?utm_source=x">'
     other = ARTICLE_HEAD + '<link rel="canonical" href="https://aggregator.example/story/123">'

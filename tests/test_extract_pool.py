@@ -46,8 +46,8 @@ def test_hung_and_crashed_workers_cost_one_page_each():
     results = run(pipeline, items)
     assert [type(r).__name__ for r in results] == ["ArticleRecord", "RejectRecord", "RejectRecord",
                                                      "ArticleRecord", "ArticleRecord", "ArticleRecord"]
-    assert results[1].reason == "timeout" and results[2].reason == "worker_crashed"
-    assert stats["archive/extract/dropped/timeout"] == 1 and stats["archive/extract/dropped/worker_crashed"] == 1
+    assert results[1].reason == "extract_timeout" and results[2].reason == "worker_crashed"
+    assert stats["archive/extract/dropped/extract_timeout"] == 1 and stats["archive/extract/dropped/worker_crashed"] == 1
     assert stats["archive/cpu/extract_seconds"] > 0
     assert 1 <= stats["archive/extract/max_in_flight"] <= len(items)
 
