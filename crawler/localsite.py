@@ -20,21 +20,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Page:
     """One resource of the site: body bytes, content type, status and extra headers."""
 
-    body: bytes
+    body: bytes  #: sent as is (already compressed when headers say Content-Encoding)
     content_type: str = "text/html; charset=utf-8"
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    sized: bool = True  #: False: no Content-Length; the body is streamed and the connection closed after it
+    delay: float = 0.0  #: seconds to wait before answering this page (on top of the site's delay)
 
 
 class LocalSite:
-    """Serve ``pages`` (path with query -> Page) on 127.0.0.1, port 0.
+    """Serve ``pages`` (path with query -> Page) on ``host`` (127.0.0.1 unless another loopback address), port 0.
 
     ``pages`` may be filled after ``start()``, once the base URL is known, since
     sitemaps and feeds hold absolute URLs.
     """
 
-    def __init__(self, pages: dict[str, Page] | None = None) -> None:
+    def __init__(self, pages: dict[str, Page] | None = None, host: str = "127.0.0.1") -> None:
         self.pages: dict[str, Page] = dict(pages or {})
+        self.host = host
         self.requests: Counter[str] = Counter()
         self.statuses: Counter[tuple[str, int]] = Counter()  #: (path, status answered)
         self.delay = 0.0  #: seconds to wait before each answer (a slow site)
@@ -63,6 +66,8 @@ class LocalSite:
                 page = site.pages.get(self.path)
                 if page is None:
                     page = Page(body=b"<html><body><h1>Not found</h1></body></html>", status=404)
+                if page.delay:
+                    time.sleep(page.delay)
                 etag = '"' + hashlib.sha1(page.body).hexdigest()[:16] + '"'  # as static file servers do
                 if page.status == 200 and self.headers.get("If-None-Match") == etag:
                     self._answer(304, page, etag, b"")
@@ -74,17 +79,26 @@ class LocalSite:
                     site.statuses[(self.path, status)] += 1
                 self.send_response(status)
                 self.send_header("Content-Type", page.content_type)
-                self.send_header("Content-Length", str(len(body)))
+                if page.sized:
+                    self.send_header("Content-Length", str(len(body)))
+                else:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.send_header("ETag", etag)
                 for name, value in page.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(body)
+                view = memoryview(body)
+                try:
+                    for start in range(0, len(body), 2**20):
+                        self.wfile.write(view[start:start + 2**20])
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped reading (a size limit): not the server's error
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

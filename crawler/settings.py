@@ -59,6 +59,7 @@ ARCHIVE_STATE_SNAPSHOT_FILES = 200  # write a new state snapshot when this many 
 
 # --- crawling ------------------------------------------------------------------------------------------------
 CRAWL_MAX_LINK_DEPTH = 3  # HTML link hops from a start page (feed and sitemap entries are fetched, not followed)
+CRAWL_MAX_LINKS_PER_PAGE = 1000  # links followed from one page (the first ones); a page of 50,000 links blocks no one
 CRAWL_REVISIT_AFTER_DAYS = 0  # >0: article URLs archived this many days ago are fetched again (conditionally)
 CRAWL_CONTACT = os.environ.get("CRAWL_CONTACT", "")  # URL or e-mail site owners can reach you at
 USER_AGENT = f"news-archive/{version('news-archive')}"  # the spider appends " (+CRAWL_CONTACT)"
@@ -86,6 +87,12 @@ REQUEST_FINGERPRINTER_CLASS = "crawler.fingerprinter.CanonicalRequestFingerprint
 
 # Only http and https: Scrapy also fetches file://, s3://, ftp:// and data: by default.
 DOWNLOAD_HANDLERS = {"file": None, "s3": None, "ftp": None, "data": None}
+
+DOWNLOADER_MIDDLEWARES = {
+    # an off-site redirect target is refused where the request's errback records it, not silently at scheduling
+    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
+    "crawler.offsite.RecordedOffsiteMiddleware": 50,
+}
 
 ITEM_PIPELINES = {
     "pipelines.extract.ExtractPipeline": 100,

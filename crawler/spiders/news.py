@@ -21,6 +21,7 @@ import scrapy
 from scrapy.linkextractors import LinkExtractor
 
 from crawler import documents
+from crawler.failures import classify_failure
 from crawler.items import FetchedPage, RejectRecord, UrlAlias
 from crawler.sites import Site, load_sites_file, sites_from_start_urls
 from pipelines import stats
@@ -32,6 +33,7 @@ from pipelines.fingerprints import canonicalize_url, registered_domain, url_key,
 logger = logging.getLogger(__name__)
 
 _FEED_TYPES = re.compile(r"application/(rss|atom|rdf)\+xml", re.I)
+_LINKS_XPATH = "//a[@href] | //area[@href]"
 
 
 def new_crawl_id(now: datetime | None = None) -> str:
@@ -77,7 +79,6 @@ class NewsSpider(scrapy.Spider):
         self._requested: dict[bytes, bytes] = {}  # canonical URL key -> key of the URL first requested for it
         self._aliases_seen: set[bytes] = set()
         self.discovery_validators: dict[str, dict] = {}  #: published by the archive pipeline for the next run
-        self._links = LinkExtractor(tags=("a", "area"), attrs=("href",), unique=True, canonicalize=False)
 
     @classmethod
     def update_settings(cls, settings) -> None:
@@ -92,6 +93,10 @@ class NewsSpider(scrapy.Spider):
     def from_crawler(cls, crawler, *args, **kwargs):
         spider = super().from_crawler(crawler, *args, **kwargs)
         spider.max_link_depth = crawler.settings.getint("CRAWL_MAX_LINK_DEPTH")
+        spider.max_links = crawler.settings.getint("CRAWL_MAX_LINKS_PER_PAGE")
+        # only the first links are even looked at: extracting 50,000 would hold the reactor for seconds
+        spider.link_extractor = LinkExtractor(tags=("a", "area"), attrs=("href",), unique=True, canonicalize=False,
+                                      restrict_xpaths=f"({_LINKS_XPATH})[position() <= {spider.max_links}]")
         spider.crawl_id = crawler.settings["ARCHIVE_CRAWL_ID"]
         spider.xml_max_size = crawler.settings.getint("DOWNLOAD_MAXSIZE")
         spider.revisit_after_days = crawler.settings.getint("CRAWL_REVISIT_AFTER_DAYS")
@@ -150,7 +155,7 @@ class NewsSpider(scrapy.Spider):
         if not rules and state is not None and url in state.validators:
             headers = conditional_headers(state.validators[url].get("etag"), state.validators[url].get("last_modified"))
             meta["handle_httpstatus_list"] = [304]
-        return scrapy.Request(url, callback=self.parse, meta=meta, headers=headers or None)
+        return scrapy.Request(url, callback=self.parse, errback=self.failed, meta=meta, headers=headers or None)
 
     def _state(self):
         """What earlier runs archived (loaded by the archive pipeline before the first request), or None."""
@@ -163,6 +168,31 @@ class NewsSpider(scrapy.Spider):
         return today - state.articles.fetched_day(position) >= self.revisit_after_days
 
     # --- responses -----------------------------------------------------------------------------------------
+
+    def failed(self, failure):
+        """A request that ended without a page (download error, size limit, error status, refused by a
+        middleware): counted and kept in ``rejects`` with its reason, never lost silently."""
+        request = failure.request
+        outcome = classify_failure(failure.value)
+        detail = outcome.detail
+        if request.meta.get("redirect_urls"):
+            detail = f"{detail} (redirected from {request.meta['redirect_urls'][0]})"
+        logger.info("Dropped %s: %s (%s)", request.url, outcome.reason, detail)
+        self.crawler.stats.inc_value(stats.dropped(outcome.reason))
+        yield self._reject(request.url, outcome.reason, detail[:1000], outcome.http_status,
+                           request.meta.get("discovered_via", "start"))
+
+    def _reject(self, url: str, reason: str, detail: str | None, http_status: int | None, via: str) -> RejectRecord:
+        return RejectRecord(
+            url=url,
+            domain=registered_domain(url),
+            reason=reason,
+            detail=detail,
+            http_status=http_status,
+            discovered_via=via,
+            fetched_at=datetime.now(timezone.utc),
+            crawl_id=self.crawl_id,
+        )
 
     def parse(self, response):
         yield from (output for output in self._parse(response) if output is not None)
@@ -192,17 +222,10 @@ class NewsSpider(scrapy.Spider):
             if depth < self.max_link_depth:
                 yield from self._follow_links(response, depth + 1)
         else:
-            self.crawler.stats.inc_value(stats.dropped("not_html"))
-            yield RejectRecord(
-                url=response.url,
-                domain=registered_domain(response.url),
-                reason="not_html",
-                detail=response.headers.get(b"Content-Type", b"").decode("latin-1")[:200] or None,
-                http_status=response.status,
-                discovered_via=via,
-                fetched_at=datetime.now(timezone.utc),
-                crawl_id=self.crawl_id,
-            )
+            reason = "not_html" if body.strip() else "empty"
+            self.crawler.stats.inc_value(stats.dropped(reason))
+            content_type = response.headers.get(b"Content-Type", b"").decode("latin-1")[:200] or None
+            yield self._reject(response.url, reason, content_type, response.status, via)
 
     def _parse_sitemap(self, response, body: bytes, depth: int):
         sitemap_type, urls = documents.sitemap_entries(body)
@@ -232,7 +255,7 @@ class NewsSpider(scrapy.Spider):
             url=response.url,
             request_url=response.request.url if response.request else response.url,
             canonical_url=canonicalize_url(response.url),
-            html=response.text,
+            html=documents.page_text(response),
             body_bytes=len(response.body),
             http_status=response.status,
             fetched_at=datetime.now(timezone.utc),
@@ -244,7 +267,9 @@ class NewsSpider(scrapy.Spider):
         )
 
     def _follow_links(self, response, depth: int):
-        for link in self._links.extract_links(response):
+        if float(response.xpath(f"count({_LINKS_XPATH})").get()) > self.max_links:
+            self.crawler.stats.inc_value(stats.discovered("links_capped"))
+        for link in self.link_extractor.extract_links(response):
             yield self._request(link.url, via="link", source=response.url, depth=depth)
         for element in response.xpath('//head/link[@rel="alternate"][@href]'):
             if _FEED_TYPES.search(element.attrib.get("type", "")):
