@@ -146,7 +146,8 @@ def main() -> None:
     base = site.start()
     site.pages = LazySite(base, args.pages, layouts, sentences)
     common = {"CONCURRENT_REQUESTS": int(os.environ.get("BENCH_CONCURRENCY", 16)), "CONCURRENT_REQUESTS_PER_DOMAIN": 16, "DOWNLOAD_DELAY": 0,
-              "AUTOTHROTTLE_ENABLED": False, "LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": False}
+              "AUTOTHROTTLE_ENABLED": False, "LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": False,
+              "ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8"}
     env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
     extra = os.environ.get("BENCH_EXTRA_SETTINGS", "")
     results = {}

@@ -83,15 +83,21 @@ DEPTH_LIMIT = 8  # safety net for nested sitemap indexes; link depth is CRAWL_MA
 REDIRECT_MAX_TIMES = 5
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False  # Scrapy 2.19's HTTP server that runs Python code sent to it
 REQUEST_FINGERPRINTER_CLASS = "crawler.fingerprinter.CanonicalRequestFingerprinter"
 
 # Only http and https: Scrapy also fetches file://, s3://, ftp:// and data: by default.
 DOWNLOAD_HANDLERS = {"file": None, "s3": None, "ftp": None, "data": None}
 
+# Containment: no connection to loopback, private, link-local, reserved or metadata addresses (checked on the
+# resolved address, redirects included). True allows them all; networks ("127.0.0.0/8,::1") allow those only.
+ALLOW_PRIVATE_NETWORKS = False
+TWISTED_DNS_RESOLVER = "crawler.containment.PrivateNetworkResolver"
 DOWNLOADER_MIDDLEWARES = {
     # an off-site redirect target is refused where the request's errback records it, not silently at scheduling
     "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
     "crawler.offsite.RecordedOffsiteMiddleware": 50,
+    "crawler.containment.ContainmentMiddleware": 60,  # after OffsiteMiddleware, before robots.txt
 }
 
 ITEM_PIPELINES = {

@@ -24,7 +24,7 @@ RECORDED_SETTINGS = (
     "ARCHIVE_URI", "ARCHIVE_MAX_FILE_ROWS", "ARCHIVE_MAX_FILE_BYTES", "ARCHIVE_ROW_GROUP_ROWS",
     "ARCHIVE_COMPRESSION", "EXTRACT_MIN_CHARS", "EXTRACT_FAVOR_PRECISION", "DEDUP_NEAR_DISTANCE",
     "CRAWL_MAX_LINK_DEPTH", "DEPTH_LIMIT", "ROBOTSTXT_OBEY", "DOWNLOAD_DELAY", "AUTOTHROTTLE_ENABLED",
-    "CONCURRENT_REQUESTS", "CONCURRENT_REQUESTS_PER_DOMAIN", "DOWNLOAD_MAXSIZE", "USER_AGENT",
+    "CONCURRENT_REQUESTS", "CONCURRENT_REQUESTS_PER_DOMAIN", "DOWNLOAD_MAXSIZE", "USER_AGENT", "ALLOW_PRIVATE_NETWORKS",
 )
 _SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|KEY_ID|ACCESS_KEY|CREDENTIAL)", re.I)
 
@@ -66,6 +66,7 @@ def build_manifest(
     prefix_dropped = stats.dropped("")
     prefix_dup = stats.duplicate("")
     prefix_earlier = stats.duplicate("", earlier=True)
+    prefix_refused = stats.refused("")
     counts = {
         "pages_fetched": stat_values.get("response_received_count", 0),
         "requests": stat_values.get("downloader/request_count", 0),
@@ -90,13 +91,15 @@ def build_manifest(
             k[len(stats.DISCOVERED) + 1:]: v for k, v in sorted(stat_values.items()) if k.startswith(stats.DISCOVERED + "/")
         },
         "robots_disallowed": stat_values.get("robotstxt/forbidden", 0),
+        "refused": {k[len(prefix_refused):]: v for k, v in sorted(stat_values.items()) if k.startswith(prefix_refused)},
         "offsite_filtered": stat_values.get("offsite/filtered", 0),
         "http_errors": {
             k.rsplit("/", 1)[1]: v for k, v in sorted(stat_values.items())
             if k.startswith("downloader/response_status_count/") and not k.endswith(("/200", "/301", "/302", "/304"))
         },
         "download_errors": stat_values.get("downloader/exception_count", 0)
-        - stat_values.get("downloader/exception_type_count/scrapy.exceptions.IgnoreRequest", 0),
+        - stat_values.get("downloader/exception_type_count/scrapy.exceptions.IgnoreRequest", 0)
+        - sum(v for k, v in stat_values.items() if k.startswith(prefix_refused)),  # refused before any download
         "spider_exceptions": sum(v for k, v in stat_values.items() if k.startswith("spider_exceptions/")),
         "log_errors": stat_values.get("log_count/ERROR", 0),
         "cpu_seconds": {k.rsplit("/", 1)[1].removesuffix("_seconds"): v for k, v in sorted(stat_values.items())

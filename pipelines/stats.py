@@ -37,6 +37,12 @@ def dropped(reason: str) -> str:
     return f"{PREFIX}/extract/dropped/{reason}"
 
 
+def refused(reason: str) -> str:
+    """Requests refused before any connection, by reason (private_network, unsupported_scheme,
+    robots_unavailable, robots_disallowed): ``archive/refused/<reason>``."""
+    return f"{PREFIX}/refused/{reason}"
+
+
 def duplicate(kind: str, *, earlier: bool = False) -> str:
     """Duplicates by kind (url, exact, near) of an article of this run, ``archive/dedup/<kind>``, or of an
     earlier run, ``archive/dedup_earlier/<kind>``."""

@@ -25,6 +25,7 @@ TEST_SETTINGS = {
     "CONCURRENT_REQUESTS_PER_DOMAIN": "8",
     "CRAWL_CONTACT": "tests@example.invalid",
     "LOG_LEVEL": "INFO",
+    "ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8,::1",  # the test sites are on loopback; nothing else is reachable
 }
 
 

@@ -14,6 +14,7 @@ import sys
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 
 from crawler import redaction
+from crawler.containment import AddressPolicy
 from pipelines import stats
 from pipelines.archive import open_store
 from pipelines.exceptions import ArchiveError
@@ -24,6 +25,7 @@ def check_before_crawl(settings, spider_args: dict) -> None:
     from crawler.spiders.news import sites_from_args
 
     sites_from_args(spider_args.get("start_urls"), spider_args.get("sites"))
+    AddressPolicy.from_setting(settings.get("ALLOW_PRIVATE_NETWORKS"))
     open_store(settings)
 
 
