@@ -98,6 +98,9 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
     "crawler.offsite.RecordedOffsiteMiddleware": 50,
     "crawler.containment.ContainmentMiddleware": 60,  # after OffsiteMiddleware, before robots.txt
+    # robots.txt that answers 5xx or cannot be fetched: the site is disallowed for the run (RFC 9309)
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "crawler.robotstxt.StrictRobotsTxtMiddleware": 100,
 }
 
 ITEM_PIPELINES = {
