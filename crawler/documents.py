@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from charset_normalizer import from_bytes
 from lxml import etree
 from scrapy.http import Response, TextResponse
+from scrapy.utils._compression import _DecompressionMaxSizeExceeded
 from scrapy.utils.gz import gunzip
 from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
 from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding, read_bom
@@ -32,11 +33,19 @@ class FeedEntry:
     url: str
 
 
+class DocumentTooLarge(ValueError):
+    """A gzip file (``.xml.gz``) that unpacks to more than the size limit: a gzip bomb, not read further."""
+
+
 def xml_body(response: Response, max_size: int) -> bytes:
-    """The response body, gunzipped when it is a gzip file (``.xml.gz``), within ``max_size``."""
+    """The response body, gunzipped when it is a gzip file (``.xml.gz``), within ``max_size`` (else
+    ``DocumentTooLarge``, having held at most about ``max_size`` bytes)."""
     body = response.body
     if body[:2] == b"\x1f\x8b":
-        body = gunzip(body, max_size=max_size)
+        try:
+            body = gunzip(body, max_size=max_size)
+        except _DecompressionMaxSizeExceeded as exc:
+            raise DocumentTooLarge(f"gzip body unpacks to more than {max_size} bytes") from exc
     return body
 
 

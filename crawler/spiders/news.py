@@ -203,7 +203,12 @@ class NewsSpider(scrapy.Spider):
         if response.status == 304:
             self.crawler.stats.inc_value(stats.NOT_MODIFIED)
             return
-        body = documents.xml_body(response, self.xml_max_size)
+        try:
+            body = documents.xml_body(response, self.xml_max_size)
+        except documents.DocumentTooLarge as exc:  # a gzip bomb: counted and recorded, the crawl goes on
+            self.crawler.stats.inc_value(stats.dropped("too_large"))
+            yield self._reject(response.url, "too_large", str(exc), response.status, via)
+            return
         kind = documents.document_kind(response, body)
         self.crawler.stats.inc_value(stats.discovered(kind))
         if kind == "robots":
