@@ -60,7 +60,9 @@ def page_text(response: TextResponse) -> str:
     matches = from_bytes(response.body[:_DETECT_BYTES])
     best = matches.best()
     western = next((m for m in matches if "cp1252" in m.could_be_from_charset), None)
-    if best is not None and western is not None and (western.chaos, -western.coherence) <= (best.chaos, -best.coherence):
+    if best is None or western is None:
+        return text
+    if (western.chaos, -western.coherence) <= (best.chaos, -best.coherence):
         return response.body.decode("cp1252", errors="replace")
     return text
 

@@ -183,7 +183,8 @@ def hostile_site_pages(refused_url: str, offsite_url: str) -> dict[str, Page]:
     # runaway extraction
     rows = "".join(f"<tr><td>Ward {i}</td><td>{i * 7}</td><td>ballots counted in district {i}</td></tr>"
                    for i in range(30_000))
-    pages[TABLE] = html_page(article("Results", paragraphs(10)).replace("</article>", f"<table>{rows}</table></article>"))
+    table = article("Results", paragraphs(10)).replace("</article>", f"<table>{rows}</table></article>")
+    pages[TABLE] = html_page(table)
     links = "".join(f'<a href="https://elsewhere.invalid/story/{i}">Story {i}</a> ' for i in range(50_000))
     pages[LINKS] = html_page(f"<html><body><div>{links}</div></body></html>")
     nest = 300
