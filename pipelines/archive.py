@@ -30,9 +30,9 @@ from pipelines import spool as spooling
 from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.manifest import build_manifest, manifest_bytes, recorded_settings
-from pipelines.parquet import ClosedFile, DatasetWriter
+from pipelines.parquet import ClosedFile, DatasetWriter, check_file_schema
 from pipelines.state import SNAPSHOT_PREFIX, VALIDATORS_PREFIX, RunState, load_state, load_validators
-from pipelines.storage import PublishedFile, file_sha256, redact, store_from_uri
+from pipelines.storage import PublishedFile, check_crawl_id, file_sha256, redact, store_from_uri
 from schemas import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class ArchivePipeline:
                  upload_threads: int = 2, stats_collector=None, near_distance: int = 7, near_window_days: int = 30,
                  snapshot_files: int = 200, on_state=None) -> None:
         self.store = store
-        self.crawl_id = crawl_id
+        self.crawl_id = check_crawl_id(crawl_id)
         self.spool_root = spool_root
         self.writer_options = writer_options
         self.settings_record = settings_record
@@ -138,6 +138,11 @@ class ArchivePipeline:
     # --- start: this run's spool, then the leftovers of earlier runs --------------------------------------
 
     def open_spider(self, spider=None):
+        self.open_files()
+        return threads.deferToThread(self._prepare).addCallback(self._state_loaded)
+
+    def open_files(self) -> None:
+        """Lock this run's spool folder and make one writer per dataset."""
         self.started_at = datetime.now(timezone.utc)
         self.spool = spooling.RunSpool(self.spool_root, self.crawl_id)
         self.stats.set(stats.CRAWL_ID, self.crawl_id)
@@ -147,11 +152,13 @@ class ArchivePipeline:
                 dataset=dataset, schema=schema, spool_dir=self.spool.path, file_prefix=self.crawl_id,
                 on_closed=self._submit, **self.writer_options,
             )
-        return threads.deferToThread(self._prepare).addCallback(self._state_loaded)
 
     def _prepare(self) -> RunState:
         """In a thread, before the first request: publish leftovers of earlier runs, then load the state they
         and all earlier runs left (so a leftover file counts as seen)."""
+        removed = self.store.remove_stale_staging()
+        if removed:
+            logger.info("removed %d stale staging file(s) left in the archive by killed runs", removed)
         self._recover_leftovers()
         articles, uncovered = load_state(self.store, near_distance=self.near_distance,
                                          near_window_days=self.near_window_days)
@@ -180,6 +187,7 @@ class ArchivePipeline:
         published, failed = [], []
         for spooled in files:
             try:
+                check_file_schema(spooled.path, DATASETS[_dataset(spooled.key)])  # left by an older version?
                 sha256 = file_sha256(spooled.path)
                 rows = _parquet_rows(spooled.path)
                 published.append(self.store.publish(spooled.path, spooled.key, rows=rows, sha256=sha256))
@@ -272,7 +280,16 @@ class ArchivePipeline:
 
     # --- end: close files, wait for uploads, manifest last ---------------------------------------------------
 
-    def close_spider(self, spider=None):
+    # Scrapy closes item pipelines in reverse order, so the steps before this one close after it and may still
+    # hand over records (the dedup step's pending aliases, on a shutdown): files are closed on spider_closed,
+    # once every pipeline has closed.
+
+    def spider_closed(self, spider, reason: str):
+        self.close_files()
+        return threads.deferToThread(self.executor.shutdown, wait=True).addCallback(lambda _: self.finish(reason, spider))
+
+    def close_files(self) -> None:
+        """Close every open file (each then published in the background); a file that fails is discarded."""
         started = time.thread_time()
         for dataset, writer in self.writers.items():
             try:
@@ -283,10 +300,14 @@ class ArchivePipeline:
                 self._fail(f"close {dataset}: {type(exc).__name__}: {exc}")
             if writer.rejected_rows:
                 self._fail(f"{dataset}: {writer.rejected_rows} row(s) refused by the schema")
+            if writer.discarded_rows:
+                self._fail(f"{dataset}: {writer.discarded_rows} row(s) discarded with a file that could not be "
+                           f"written; their pages are fetched again by the next run")
         self.cpu_seconds += time.thread_time() - started
-        return threads.deferToThread(self.executor.shutdown, wait=True).addCallback(lambda _: self._collect())
 
-    def spider_closed(self, spider, reason: str) -> None:
+    def finish(self, reason: str, spider=None) -> None:
+        """Once every upload has ended: account for them, then the state files and the manifest, last."""
+        self._collect()
         self.stats.set(stats.ARCHIVE_CPU, round(self.cpu_seconds, 3))
         self.stats.set(stats.UPLOAD_CPU, round(self.upload_cpu_seconds, 3))
         status = "failed" if self.errors else ("complete" if reason == "finished" else "partial")
@@ -303,7 +324,7 @@ class ArchivePipeline:
             files=self.published,
             errors=self.errors,
         )
-        self._publish_state(spider)
+        self._publish_state(spider, complete=status == "complete")
         manifest["spooled_files"] = [_closed_entry(dataset, closed) for dataset, closed in self.spooled]
         manifest["recovered_runs"] = self.recovered
         data = manifest_bytes(manifest)
@@ -313,19 +334,23 @@ class ArchivePipeline:
             logger.error("could not write the run manifest: %s", redact(str(exc)))
             self._fail(f"manifest: {type(exc).__name__}: {redact(str(exc))}")
             self.stats.set(stats.STATUS, "failed")
-            spooling.write_json(self.spool.manifest_path(), manifest_bytes({**manifest, "status": "failed"}))
+            try:
+                spooling.write_json(self.spool.manifest_path(), manifest_bytes({**manifest, "status": "failed"}))
+            except OSError as exc:  # a full disk: the files in the spool are still published by the next run
+                logger.error("could not keep the run manifest in the spool either: %s", exc)
         else:
             logger.info("run %s %s: %s", self.crawl_id, status, json.dumps(manifest["counts"], sort_keys=True))
         if self.errors:
             self.stats.set(stats.FAILURE, self._failure_line())
         self.spool.release()
 
-    def _publish_state(self, spider) -> None:
+    def _publish_state(self, spider, *, complete: bool) -> None:
         """Before the manifest: the feed and sitemap validators for the next run, and a new state snapshot
-        when too many data files are not covered by one."""
+        when too many data files are not covered by one. Validators only from a complete run: a run stopped
+        or failed midway has not archived every entry of its feeds, and a 304 next time would hide them."""
         validators = getattr(spider, "discovery_validators", None)
         try:
-            if validators:
+            if validators and complete:
                 self.store.put_bytes(f"{VALIDATORS_PREFIX}{self.crawl_id}.json", json.dumps(validators).encode())
             new_files = sum(1 for dataset, _ in self.published if dataset == "articles")
             if self.run_state is not None and self.run_state.uncovered_files + new_files >= self.snapshot_files:
@@ -338,9 +363,11 @@ class ArchivePipeline:
 
     def _failure_line(self) -> str:
         if self.spooled or any(e.startswith("manifest") for e in self.errors):
-            return (f"{len(self.spooled)} file(s) could not be published to {self.store.uri}; they wait in "
+            line = (f"{len(self.spooled)} file(s) could not be published to {self.store.uri}; they wait in "
                     f"{self.spool.path} and the next run publishes them ({self.errors[0]})")
-        return f"{len(self.errors)} error(s) writing the archive; first: {self.errors[0]}"
+        else:
+            line = f"{len(self.errors)} error(s) writing the archive; first: {self.errors[0]}"
+        return " ".join(line.split())  # one line, whatever an exception's message holds
 
     def _fail(self, message: str) -> None:
         self.errors.append(message)

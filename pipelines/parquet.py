@@ -8,11 +8,18 @@ local disk stay bounded however long the crawl. A file is written under a
 ``.inprogress`` name and renamed only once closed. Rows are converted with the
 dataset's explicit schema, so a record of the wrong shape is refused before
 anything is written.
+
+An exception while a file is written (our own bug, a full or failing disk)
+discards that file whole: its ``.inprogress`` name is deleted and its rows are
+counted in ``discarded_rows``. They were never committed, so the next run
+fetches their pages again; nothing half-written is ever handed on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +28,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.exceptions import SchemaMismatch
-from pipelines.storage import file_sha256
+from pipelines.storage import check_key, file_sha256
 
 logger = logging.getLogger(__name__)
+
+_DT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +47,24 @@ class ClosedFile:
 
 
 def record_to_row(record: object, schema: pa.Schema) -> dict:
-    """The record's value for every column of ``schema``; a missing attribute is a schema mismatch."""
+    """The record's value for every column of ``schema``; a missing attribute, or a field the schema has
+    no column for (it would be silently dropped), is a schema mismatch."""
+    if dataclasses.is_dataclass(record):
+        extra = [f.name for f in dataclasses.fields(record) if f.name not in schema.names]
+        if extra:
+            raise SchemaMismatch(f"{type(record).__name__} has fields the dataset has no column for: {extra}")
     try:
         return {name: getattr(record, name) for name in schema.names}
     except AttributeError as exc:
         raise SchemaMismatch(f"{type(record).__name__} lacks a column of the dataset: {exc}") from exc
+
+
+def check_file_schema(path: Path, schema: pa.Schema) -> None:
+    """Refuse a Parquet file whose columns (names, types, nullability) are not exactly ``schema``'s."""
+    found = pq.read_schema(path)
+    if not found.equals(schema, check_metadata=False):
+        raise SchemaMismatch(f"{path.name} does not have the dataset's schema: "
+                             f"{found.to_string(show_schema_metadata=False, show_field_metadata=False)!r}")
 
 
 def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
@@ -79,10 +101,14 @@ class _PartitionFile:
         self.path = path
         self.inprogress = path.with_name(path.name + ".inprogress")
         self.inprogress.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = pq.ParquetWriter(
-            self.inprogress, schema, compression=compression, compression_level=compression_level,
-            write_statistics=True, use_dictionary=True,
-        )
+        try:
+            self.writer = pq.ParquetWriter(
+                self.inprogress, schema, compression=compression, compression_level=compression_level,
+                write_statistics=True, use_dictionary=True,
+            )
+        except Exception:  # a full disk can fail even the file's header
+            self.inprogress.unlink(missing_ok=True)
+            raise
         self.rows = 0
         self.bytes_estimate = 0
 
@@ -138,9 +164,12 @@ class DatasetWriter:
         self._seq = 0
         self.rows_written = 0
         self.rejected_rows = 0  #: rows refused by the schema (a bug upstream; the run is marked failed)
+        self.discarded_rows = 0  #: rows of files discarded because writing them failed (fetched again next run)
 
     def write(self, record: object, *, dt: str) -> None:
         """Add one record to partition ``dt`` (YYYY-MM-DD)."""
+        if not _DT.fullmatch(dt):
+            raise ValueError(f"partition dt must be YYYY-MM-DD, not {dt!r}")
         row = record_to_row(record, self.schema)
         buffer = self._buffers.setdefault(dt, [])
         buffer.append(row)
@@ -154,18 +183,17 @@ class DatasetWriter:
         if not rows:
             return
         try:
-            table = rows_to_table(rows, self.schema)
-        except SchemaMismatch:
-            table = self._keep_valid_rows(rows)
-        if not table.num_rows:
-            return
-        partition = self._files.get(dt)
-        if partition is None:
-            self._seq += 1
-            key = f"{self.dataset}/dt={dt}/{self.file_prefix}-{self._seq:05d}.parquet"
-            partition = _PartitionFile(key, self.spool_dir / key, self.schema, self.compression, self.compression_level)
-            self._files[dt] = partition
-        partition.write(table)
+            try:
+                table = rows_to_table(rows, self.schema)
+            except SchemaMismatch:
+                table = self._keep_valid_rows(rows)
+            if not table.num_rows:
+                return
+            partition = self._files.get(dt) or self._open(dt)
+            partition.write(table)
+        except Exception:
+            self._discard(dt, len(rows))
+            raise
         partition.bytes_estimate += estimate
         self.rows_written += table.num_rows
         if partition.rows >= self.max_file_rows or partition.bytes_estimate >= self.max_file_bytes:
@@ -185,21 +213,53 @@ class DatasetWriter:
         logger.error("%s: %d row(s) refused by the schema, first: %s", self.dataset, len(errors), errors[0])
         return rows_to_table(good, self.schema)
 
+    def _open(self, dt: str) -> _PartitionFile:
+        self._seq += 1
+        key = check_key(f"{self.dataset}/dt={dt}/{self.file_prefix}-{self._seq:05d}.parquet")
+        partition = _PartitionFile(key, self.spool_dir / key, self.schema, self.compression, self.compression_level)
+        self._files[dt] = partition
+        return partition
+
+    def _discard(self, dt: str, unwritten: int = 0) -> None:
+        """Delete the open file of ``dt`` (and count its rows): it is never handed on half-written."""
+        partition = self._files.pop(dt, None)
+        rows = unwritten + (partition.rows if partition is not None else 0)
+        if partition is not None:
+            partition.abort()
+        self.discarded_rows += rows
+        logger.error("%s: writing dt=%s failed; its unfinished file (%d rows) is discarded", self.dataset, dt, rows)
+
     def _roll(self, dt: str) -> None:
-        partition = self._files.pop(dt)
-        path = partition.close()
-        self.on_closed(ClosedFile(self.dataset, partition.key, path, partition.rows, file_sha256(path)))
+        partition = self._files[dt]
+        try:
+            path = partition.close()
+            sha256 = file_sha256(path)
+        except Exception:
+            path = partition.path
+            path.unlink(missing_ok=True)
+            self._discard(dt)
+            raise
+        del self._files[dt]
+        self.on_closed(ClosedFile(self.dataset, partition.key, path, partition.rows, sha256))
 
     def close(self) -> None:
-        """Write what is buffered and close every open file (each handed to ``on_closed``)."""
-        for dt in list(self._buffers):
-            self._flush(dt)
-        for dt in list(self._files):
-            self._roll(dt)
+        """Write what is buffered and close every open file (each handed to ``on_closed``). A partition whose
+        file fails is discarded, the others are still closed, and the first error is raised at the end."""
+        error = None
+        for dt in sorted(set(self._buffers) | set(self._files)):
+            try:
+                self._flush(dt)
+                if dt in self._files:
+                    self._roll(dt)
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
     def abort(self) -> None:
         """Discard open files and buffers: nothing half-written is left under a final name."""
+        self.discarded_rows += sum(len(rows) for rows in self._buffers.values())
         self._buffers.clear()
-        for partition in self._files.values():
-            partition.abort()
-        self._files.clear()
+        self._buffer_bytes.clear()
+        for dt in list(self._files):
+            self._discard(dt)

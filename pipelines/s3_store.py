@@ -123,8 +123,7 @@ class S3Store:
         return cls(bucket=bucket, prefix=prefix, client=client, options=options)
 
     def _key(self, key: str) -> str:
-        check_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
+        return check_key(f"{self.prefix}/{check_key(key)}" if self.prefix else check_key(key))
 
     def check_writable(self) -> None:
         """Refuse, before any fetch, a bucket that does not exist, is not ours, or credentials that are missing."""
@@ -144,6 +143,11 @@ class S3Store:
             raise BadArchiveURI(f"cannot use {self.uri}: {redact(str(exc))}") from exc
         except BotoCoreError as exc:
             raise BadArchiveURI(f"cannot reach the S3 endpoint for {self.uri}: {redact(str(exc))}") from exc
+
+    def remove_stale_staging(self) -> int:
+        """Nothing to do: S3 has no staging objects; a failed multipart upload is aborted by s3transfer or
+        before the retry of its key (and by the bucket's lifecycle rule)."""
+        return 0
 
     def default_spool_dir(self) -> Path:
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")

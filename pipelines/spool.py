@@ -83,11 +83,15 @@ def spooled_manifest(folder: Path) -> tuple[Path, dict] | None:
 def write_json(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_suffix(".json.tmp")
-    with open(staging, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(staging, path)
+    try:
+        with open(staging, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, path)
+    except OSError:
+        staging.unlink(missing_ok=True)
+        raise
 
 
 def remove_if_empty(root: Path) -> None:

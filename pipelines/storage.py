@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,14 @@ from urllib.parse import unquote, urlsplit
 
 from pipelines.exceptions import BadArchiveURI, PublishError
 
-#: characters allowed in every key segment the archive builds
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9._=-]+(?:/[A-Za-z0-9._=-]+)*$")
+#: characters allowed in every key segment the archive builds (ASCII only: no NUL, no lookalike, no escape)
+_SAFE_KEY = re.compile(r"[A-Za-z0-9._=-]+(?:/[A-Za-z0-9._=-]+)*")
+_CRAWL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_SEGMENT_BYTES = 255  #: a file name on every common file system
+MAX_KEY_BYTES = 1024  #: an S3 object key, prefix included
+#: ``LocalStore`` staging names, ``.<name>.<uuid4 hex>.tmp``; a killed run can leave one behind
+_STAGING = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
+STALE_STAGING_SECONDS = 3600  #: staging lasts seconds; one older than this belongs to no live run
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECURITY_TOKEN")
 
@@ -69,10 +76,20 @@ class ArchiveStore(Protocol):
 
 
 def check_key(key: str) -> str:
-    """Refuse keys that could escape the archive root: only ``[A-Za-z0-9._=-]`` segments, no ``..``."""
-    if not _SAFE_KEY.match(key) or any(part in ("", ".", "..") for part in key.split("/")):
-        raise PublishError(f"unsafe archive key refused: {key!r}")
+    """Refuse keys that could escape the archive root or be hidden from readers: only ``[A-Za-z0-9._=-]``
+    segments of at most 255 bytes, none empty or starting with a dot (``.``, ``..``, staging names)."""
+    if (not _SAFE_KEY.fullmatch(key) or len(key) > MAX_KEY_BYTES
+            or any(part.startswith(".") or len(part) > MAX_SEGMENT_BYTES for part in key.split("/"))):
+        raise PublishError(f"unsafe archive key refused: {key[:300]!r}")
     return key
+
+
+def check_crawl_id(crawl_id: str) -> str:
+    """A crawl id names files, a spool folder and the manifest: one safe segment, refused otherwise."""
+    if not isinstance(crawl_id, str) or not _CRAWL_ID.fullmatch(crawl_id):
+        raise BadArchiveURI(f"ARCHIVE_CRAWL_ID must be 1-128 of [A-Za-z0-9._-], starting with a letter or digit: "
+                            f"{str(crawl_id)[:200]!r}")
+    return crawl_id
 
 
 def file_sha256(path: Path) -> str:
@@ -91,11 +108,15 @@ class LocalStore:
         self.uri = root.as_uri()
 
     def check_writable(self) -> None:
-        """Create the root if needed and prove a file can be written there, or raise BadArchiveURI."""
+        """Create the root if needed and prove a file can be written there, or raise BadArchiveURI. A missing
+        parent is not created: it is more likely a volume that is not mounted than a folder to make."""
         if self.root.exists() and not self.root.is_dir():
             raise BadArchiveURI(f"archive folder {self.root} is not writable: it is a file")
+        if not self.root.parent.is_dir():
+            raise BadArchiveURI(f"archive folder {self.root} is not writable: {self.root.parent} does not exist "
+                                f"(a volume not mounted?); create it first")
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(exist_ok=True)
             probe = self.root / f".write-probe-{uuid.uuid4().hex}"
             probe.write_bytes(b"")
             probe.unlink()
@@ -104,6 +125,25 @@ class LocalStore:
 
     def default_spool_dir(self) -> Path:
         return self.root / "_spool"
+
+    def remove_stale_staging(self, older_than: float | None = None) -> int:
+        """Delete staging files (``.<name>.<uuid>.tmp``) that killed runs left, once older than ``older_than``
+        seconds by their inode change time (a hard link sets it), so a live run's staging is never touched.
+        Nothing else is removed. How many were removed."""
+        removed = 0
+        cutoff = time.time() - (STALE_STAGING_SECONDS if older_than is None else older_than)
+        for folder, folders, names in os.walk(self.root):
+            if Path(folder) == self.root:
+                folders[:] = [name for name in folders if name != "_spool"]
+            for name in names:
+                path = Path(folder, name)
+                try:
+                    if _STAGING.fullmatch(name) and path.lstat().st_ctime < cutoff:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:  # published or removed meanwhile
+                    pass
+        return removed
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))

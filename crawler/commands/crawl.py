@@ -2,9 +2,11 @@
 
 Scrapy's own command exits 0 whenever the crawl ran. This one refuses bad
 arguments and an unusable ARCHIVE_URI with one line and exit code 2 before
-anything is fetched, and exits 1 when the archive could not be written (a
-file not published, a row refused, the manifest not written), so cron,
-Kubernetes and Airflow see a failed run.
+anything is fetched, exits 1 when the archive could not be written (a
+file not published, a row refused, the manifest not written), and exits 3
+when the run was stopped before its end (SIGTERM or SIGINT: what was complete
+is published, the manifest says "partial"; a second signal exits at once), so
+cron, Kubernetes and Airflow see a failed or cut-short run.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import sys
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 
 from crawler import redaction
-from crawler.containment import AddressPolicy
 from pipelines import stats
 from pipelines.archive import open_store
 from pipelines.exceptions import ArchiveError
+from pipelines.storage import check_crawl_id
+
+EXIT_FAILED = 1  #: the archive was not fully written
+EXIT_REFUSED = 2  #: bad arguments or an unusable ARCHIVE_URI, refused before any fetch
+EXIT_PARTIAL = 3  #: stopped before the end (a signal); what was complete is published
 
 
 def check_before_crawl(settings, spider_args: dict) -> None:
@@ -25,7 +31,8 @@ def check_before_crawl(settings, spider_args: dict) -> None:
     from crawler.spiders.news import sites_from_args
 
     sites_from_args(spider_args.get("start_urls"), spider_args.get("sites"))
-    AddressPolicy.from_setting(settings.get("ALLOW_PRIVATE_NETWORKS"))
+    if settings.get("ARCHIVE_CRAWL_ID"):
+        check_crawl_id(settings["ARCHIVE_CRAWL_ID"])
     open_store(settings)
 
 
@@ -39,16 +46,23 @@ class Command(ScrapyCrawlCommand):
                 check_before_crawl(self.settings, opts.spargs)
             except ArchiveError as exc:
                 print(f"news-archive: {exc}", file=sys.stderr)
-                self.exitcode = 2
+                self.exitcode = EXIT_REFUSED
                 return
         crawler = self.crawler_process.create_crawler(args[0])
         self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
         if self.crawler_process.bootstrap_failed or getattr(self.crawler_process, "has_exception", False):
-            self.exitcode = 1
+            self.exitcode = EXIT_FAILED
+            return
+        if args[0] != "news":
             return
         status = crawler.stats.get_value(stats.STATUS) if crawler.stats else None
         if status == "failed":
             reason = crawler.stats.get_value(stats.FAILURE) or "see the log"
             print(f"news-archive: the archive was not fully written: {reason}", file=sys.stderr)
-            self.exitcode = 1
+            self.exitcode = EXIT_FAILED
+        elif status != "complete":
+            how = "its complete files are published" if status == "partial" else "stopped at once"
+            print(f"news-archive: the run was stopped before its end ({how}); the next run goes on from the "
+                  f"archive", file=sys.stderr)
+            self.exitcode = EXIT_PARTIAL
