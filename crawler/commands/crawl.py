@@ -16,6 +16,7 @@ import sys
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 
 from crawler import redaction
+from crawler.containment import AddressPolicy
 from pipelines import stats
 from pipelines.archive import open_store
 from pipelines.exceptions import ArchiveError
@@ -31,6 +32,7 @@ def check_before_crawl(settings, spider_args: dict) -> None:
     from crawler.spiders.news import sites_from_args
 
     sites_from_args(spider_args.get("start_urls"), spider_args.get("sites"))
+    AddressPolicy.from_setting(settings.get("ALLOW_PRIVATE_NETWORKS"))
     if settings.get("ARCHIVE_CRAWL_ID"):
         check_crawl_id(settings["ARCHIVE_CRAWL_ID"])
     open_store(settings)
