@@ -56,7 +56,7 @@ class SchemeRefused(IgnoreRequest):
 
 
 def is_private_address(address: IPAddress) -> bool:
-    """Whether ``address`` is anything but a global unicast address (IPv4 carried in IPv6 judged as itself)."""
+    """Whether ``address`` is anything but a global unicast address (IPv4 inside IPv6 judged as itself)."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is None and address in _NAT64:
@@ -92,7 +92,8 @@ class AddressPolicy:
                 return cls(allow_all=True)
             value = value.split(",")
         try:
-            networks = tuple(ipaddress.ip_network(str(item).strip(), strict=False) for item in value if str(item).strip())
+            items = [str(item).strip() for item in value]
+            networks = tuple(ipaddress.ip_network(item, strict=False) for item in items if item)
         except (TypeError, ValueError) as exc:
             raise ArchiveConfigError(f"ALLOW_PRIVATE_NETWORKS must be true, false or networks like "
                                      f"127.0.0.0/8,::1: {exc}") from exc
@@ -113,7 +114,8 @@ class AddressPolicy:
                        if candidate.version == network.version)
 
     def refuses_host(self, host: str) -> bool | None:
-        """Whether ``host`` is refused when it says so by itself (an IP literal, ``localhost``); None: look it up."""
+        """Whether ``host`` is refused, when it says so by itself (an IP literal, ``localhost``); None: look
+        it up and decide on the address."""
         if is_localhost_name(host):
             return self.refuses("127.0.0.1")
         try:
@@ -123,9 +125,10 @@ class AddressPolicy:
 
 
 class PrivateNetworkResolver(CachingThreadedResolver):
-    """Scrapy's caching resolver that fails with ``PrivateNetworkRefused`` on an address the policy refuses."""
+    """Scrapy's caching resolver, failing with ``PrivateNetworkRefused`` on an address the policy refuses."""
 
-    def __init__(self, reactor, cache_size: int, timeout: float, policy: AddressPolicy = AddressPolicy()) -> None:
+    def __init__(self, reactor, cache_size: int, timeout: float,
+                 policy: AddressPolicy = AddressPolicy()) -> None:
         super().__init__(reactor, cache_size, timeout)
         self.policy = policy
 
@@ -142,7 +145,8 @@ class PrivateNetworkResolver(CachingThreadedResolver):
 
     def _check(self, address: str, name: str) -> str:
         if self.policy.refuses(address):
-            raise PrivateNetworkRefused(f"{name} resolves to the private address {address} (ALLOW_PRIVATE_NETWORKS)")
+            raise PrivateNetworkRefused(f"{name} resolves to the private address {address} "
+                                        "(ALLOW_PRIVATE_NETWORKS)")
         return address
 
 
@@ -184,6 +188,6 @@ class ContainmentMiddleware:
             self.stats.inc(stats.refused(PrivateNetworkRefused.reject_reason))
             if host not in self._refused_hosts:
                 self._refused_hosts.add(host)
-                logger.warning("Refused requests to %s: %s (ALLOW_PRIVATE_NETWORKS)", host,
-                               f"it resolves to the private address {address}" if address else "a private address")
+                why = f"it resolves to the private address {address}" if address else "a private address"
+                logger.warning("Refused requests to %s: %s (ALLOW_PRIVATE_NETWORKS)", host, why)
             raise PrivateNetworkRefused(f"{host} is a private address (ALLOW_PRIVATE_NETWORKS)")

@@ -52,7 +52,8 @@ class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
     def process_request_2(self, rp, request) -> None:
         if isinstance(rp, UnreachableRobots):
             self._stats.inc_value(stats.refused(RobotsUnavailable.reject_reason))
-            raise RobotsUnavailable(f"robots.txt of {urlparse_cached(request).netloc} is unavailable ({rp.why})")
+            netloc = urlparse_cached(request).netloc
+            raise RobotsUnavailable(f"robots.txt of {netloc} is unavailable ({rp.why})")
         try:
             super().process_request_2(rp, request)
         except IgnoreRequest as exc:
@@ -75,7 +76,8 @@ class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
         self._unreachable(netloc, type(exc).__name__)
 
     def _unreachable(self, netloc: str, why: str) -> None:
-        logger.warning("robots.txt of %s is unavailable (%s): the site is not crawled in this run", netloc, why)
+        logger.warning("robots.txt of %s is unavailable (%s): the site is not crawled in this run",
+                       netloc, why)
         waiting = self._parsers[netloc]
         self._parsers[netloc] = UnreachableRobots(why)
         waiting.callback(self._parsers[netloc])
