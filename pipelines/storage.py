@@ -24,7 +24,7 @@ from pipelines.exceptions import BadArchiveURI, PublishError
 #: characters allowed in every key segment the archive builds (ASCII only: no NUL, no lookalike, no escape)
 _SAFE_KEY = re.compile(r"[A-Za-z0-9._=-]+(?:/[A-Za-z0-9._=-]+)*")
 _CRAWL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-MAX_SEGMENT_BYTES = 255  #: a file name on every common file system
+MAX_SEGMENT_BYTES = 200  #: a file name (255 bytes on common file systems) with room for the staging suffix
 MAX_KEY_BYTES = 1024  #: an S3 object key, prefix included
 #: ``LocalStore`` staging names, ``.<name>.<uuid4 hex>.tmp``; a killed run can leave one behind
 _STAGING = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
@@ -77,7 +77,7 @@ class ArchiveStore(Protocol):
 
 def check_key(key: str) -> str:
     """Refuse keys that could escape the archive root or be hidden from readers: only ``[A-Za-z0-9._=-]``
-    segments of at most 255 bytes, none empty or starting with a dot (``.``, ``..``, staging names)."""
+    segments of at most 200 bytes, none empty or starting with a dot (``.``, ``..``, staging names)."""
     if (not _SAFE_KEY.fullmatch(key) or len(key) > MAX_KEY_BYTES
             or any(part.startswith(".") or len(part) > MAX_SEGMENT_BYTES for part in key.split("/"))):
         raise PublishError(f"unsafe archive key refused: {key[:300]!r}")

@@ -6,11 +6,12 @@ import dataclasses
 import hashlib
 from datetime import timedelta
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pipelines.exceptions import BadArchiveURI, PublishError, SchemaMismatch
-from pipelines.parquet import DatasetWriter, rows_to_table
+from pipelines.parquet import DatasetWriter, check_file_schema, rows_to_table
 from pipelines.storage import LocalStore, check_key, store_from_uri
 from records import FETCHED, article, duplicate, reject
 from schemas import ARTICLES, DUPLICATES, REJECTS
@@ -91,6 +92,44 @@ def test_schema_drift_is_refused_at_write_time(tmp_path):
         rows_to_table([missing], ARTICLES)
 
 
+@dataclasses.dataclass
+class _Narrow:
+    url: str
+
+
+def test_a_record_missing_a_column_or_with_an_extra_field_is_refused(tmp_path):
+    writer, store, published = make_writer(tmp_path)
+    with pytest.raises(SchemaMismatch, match="lacks a column"):
+        writer.write(_Narrow(url="https://herald.example/"), dt="2026-11-25")
+    wide = dataclasses.make_dataclass("Wide", [("paywall", bool)], bases=(type(article(1)),), slots=True, kw_only=True)
+    extra = wide(**dataclasses.asdict(article(1)), paywall=True)
+    with pytest.raises(SchemaMismatch, match="no column for"):  # would otherwise be silently dropped
+        writer.write(extra, dt="2026-11-25")
+    writer.close()
+    assert published == [] and not (tmp_path / "spool").exists()
+
+
+@pytest.mark.parametrize("change", ["type", "missing", "extra", "nullability"])
+def test_a_file_of_another_schema_is_refused(tmp_path, change):
+    table = rows_to_table([dataclasses.asdict(article(1))], ARTICLES)
+    index = table.schema.get_field_index("http_status")
+    if change == "type":
+        table = table.set_column(index, pa.field("http_status", pa.string()), pa.array(["200"]))
+    elif change == "missing":
+        table = table.remove_column(index)
+    elif change == "extra":
+        table = table.append_column("paywall", pa.array([True]))
+    else:
+        table = table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
+    path = tmp_path / "other.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(SchemaMismatch):
+        check_file_schema(path, ARTICLES)
+    good = tmp_path / "good.parquet"
+    pq.write_table(rows_to_table([dataclasses.asdict(article(1))], ARTICLES), good)
+    check_file_schema(good, ARTICLES)
+
+
 def test_a_bad_row_is_refused_alone_and_counted(tmp_path):
     writer, store, published = make_writer(tmp_path)
     bad = article(2)
@@ -150,6 +189,14 @@ def test_bad_archive_uris_are_refused(uri):
 def test_folder_and_file_uris(tmp_path):
     assert store_from_uri(str(tmp_path / "a")).root == tmp_path / "a"
     assert store_from_uri((tmp_path / "b").as_uri()).root == tmp_path / "b"
+
+
+def test_archive_folder_is_created_but_not_a_missing_parent(tmp_path):
+    LocalStore(tmp_path / "archive").check_writable()
+    assert (tmp_path / "archive").is_dir()
+    with pytest.raises(BadArchiveURI, match="does not exist"):
+        LocalStore(tmp_path / "not-mounted" / "archive").check_writable()
+    assert not (tmp_path / "not-mounted").exists()
 
 
 def test_unwritable_folder_is_refused(tmp_path):
