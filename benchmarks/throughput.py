@@ -103,37 +103,43 @@ class LazySite(dict):
 
 
 def run_measured(command: list[str], env: dict, cwd: Path | str = REPO) -> dict:
-    """Run ``command``; wall time, CPU seconds and peak resident memory of its whole process tree."""
+    """Run ``command``; wall time, CPU seconds and peak memory of its whole process tree.
+
+    Memory is sampled every 0.1 s two ways: the sum of resident sizes (RSS), which counts a page shared by
+    several processes (libraries, pages a forked worker shares with the fork server) once per process, and
+    the sum of proportional set sizes (PSS), which splits a shared page among its sharers: the memory the
+    tree really occupies, what a container's memory limit sees (less the page cache)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     parent = psutil.Process(process.pid)
-    peak, cpu, per_process = 0, {}, {}
+    peak_rss, peak_pss, cpu, per_process = 0, 0, {}, {}
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
     reader.start()
     while process.poll() is None:
         try:
             tree = [parent] + parent.children(recursive=True)
-            rss = 0
+            rss = pss = 0
             for proc in tree:
                 try:
-                    own = proc.memory_info().rss
-                    rss += own
-                    per_process[proc.pid] = max(per_process.get(proc.pid, 0), own)
+                    memory = proc.memory_full_info()
+                    rss += memory.rss
+                    pss += memory.pss
+                    per_process[proc.pid] = max(per_process.get(proc.pid, 0), memory.rss)
                     times = proc.cpu_times()
                     cpu[proc.pid] = times.user + times.system
-                except psutil.NoSuchProcess:
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
-            peak = max(peak, rss)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
         except psutil.NoSuchProcess:
             break
         time.sleep(0.1)
     wall = time.perf_counter() - started
     reader.join(timeout=5)
     main_peak = per_process.pop(process.pid, 0)
-    return {"returncode": process.returncode, "wall": wall, "cpu": sum(cpu.values()), "peak_mb": peak / 2**20,
-            "main_mb": main_peak / 2**20, "children_mb": sorted(round(v / 2**20) for v in per_process.values()),
-            "output": "".join(output)}
+    return {"returncode": process.returncode, "wall": wall, "cpu": sum(cpu.values()), "peak_mb": peak_rss / 2**20,
+            "peak_pss_mb": peak_pss / 2**20, "main_mb": main_peak / 2**20,
+            "children_mb": sorted(round(v / 2**20) for v in per_process.values()), "output": "".join(output)}
 
 
 def main() -> None:
@@ -176,8 +182,9 @@ def main() -> None:
             print(f"{name} failed:\n{result['output'][-3000:]}")
             sys.exit(1)
         print(f"{name:7s} {args.pages / result['wall']:7.1f} pages/s  wall {result['wall']:6.1f} s  "
-              f"CPU {result['cpu']:6.1f} s  peak memory of the process tree {result['peak_mb']:6.0f} MB "
-              f"(crawler {result['main_mb']:.0f} MB, workers {result['children_mb']} MB)")
+              f"CPU {result['cpu']:6.1f} s  peak memory of the process tree: PSS {result['peak_pss_mb']:4.0f} MB, "
+              f"RSS {result['peak_mb']:4.0f} MB (peak RSS: crawler {result['main_mb']:.0f} MB, "
+              f"other processes {result['children_mb']} MB)")
     if "news" in results:
         counts = results["news"]["counts"]
         cpu = counts["cpu_seconds"]

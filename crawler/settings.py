@@ -84,6 +84,15 @@ REDIRECT_MAX_TIMES = 5
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
 REMOTE_CONTROL_ENABLED = False  # Scrapy 2.19's HTTP server that runs Python code sent to it
+# Off, and not even imported (the remote control pulls in aiohttp: ~15 MB per crawl).
+EXTENSIONS = {
+    "scrapy.extensions.telnet.TelnetConsole": None,
+    "scrapy.extensions.remote_control.RemoteControl": None,
+    "crawler.memory.ReturnFreedMemory": 0,
+}
+# glibc: blocks from this size up are mmap'd and given back when freed (crawler and extraction workers);
+# 0 leaves glibc's default, whose threshold grows so that freed response bodies stay resident.
+MEMORY_MALLOC_THRESHOLD = 128 * 1024
 REQUEST_FINGERPRINTER_CLASS = "crawler.fingerprinter.CanonicalRequestFingerprinter"
 
 # Only http and https: Scrapy also fetches file://, s3://, ftp:// and data: by default.
