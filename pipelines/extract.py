@@ -31,7 +31,6 @@ from trafilatura.utils import load_html
 from trafilatura.xml import xmltotxt
 
 from crawler.items import ArticleRecord, FetchedPage, RejectRecord
-from crawler.memory import return_freed_memory
 from pipelines import fingerprints, stats
 from pipelines.dates import parse_date_statement
 from pipelines.pagemeta import PageMeta, read_page_meta
@@ -260,11 +259,10 @@ def worker_context():
 _worker_options: Extractor | None = None
 
 
-def init_worker(favor_precision: bool, malloc_threshold: int = 0) -> None:
+def init_worker(favor_precision: bool) -> None:
     """Runs once in each worker process: build trafilatura's options there, not per page."""
     global _worker_options  # noqa: PLW0603 (per-process, set before any task)
     _worker_options = build_options(favor_precision=favor_precision)
-    return_freed_memory(malloc_threshold)
 
 
 def extract_task(html: str, url: str, min_chars: int, now: datetime) -> Extraction:
@@ -288,7 +286,7 @@ class ExtractPipeline:
 
     def __init__(self, *, crawl_id: str, min_chars: int, favor_precision: bool = False, workers: int = 0,
                  timeout: float = 30.0, max_html_bytes: int = 5 * 2**20, stats_collector=None, task=None,
-                 max_tasks_per_worker: int = 0, malloc_threshold: int = 0) -> None:
+                 max_tasks_per_worker: int = 0) -> None:
         self.crawl_id = crawl_id
         self.min_chars = min_chars
         self.favor_precision = favor_precision
@@ -300,7 +298,6 @@ class ExtractPipeline:
         self.pool: ProcessPool | None = None
         self.task = task or extract_task  #: what a worker runs per page (a module-level function)
         self.max_tasks_per_worker = max_tasks_per_worker
-        self.malloc_threshold = malloc_threshold
         self.in_flight = 0
         self.cpu_seconds = 0.0
 
@@ -317,13 +314,12 @@ class ExtractPipeline:
             max_html_bytes=settings.getint("EXTRACT_MAX_HTML_BYTES"),
             stats_collector=crawler.stats,
             max_tasks_per_worker=settings.getint("EXTRACT_MAX_TASKS_PER_WORKER"),
-            malloc_threshold=settings.getint("MEMORY_MALLOC_THRESHOLD"),
         )
 
     def open_spider(self, spider=None) -> None:
         if self.workers > 0:
             self.pool = ProcessPool(max_workers=self.workers, max_tasks=self.max_tasks_per_worker, initializer=init_worker,
-                                    initargs=(self.favor_precision, self.malloc_threshold), context=worker_context())
+                                    initargs=(self.favor_precision,), context=worker_context())
 
     def close_spider(self, spider=None) -> None:
         if self.pool is not None:
