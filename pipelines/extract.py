@@ -241,7 +241,7 @@ def _clean_list(values: list[str] | None) -> list[str]:
 # --- worker processes -------------------------------------------------------------------------------------------
 
 #: what the fork server imports once; every worker is forked from it with these already loaded
-WORKER_PRELOAD = ["pipelines.extract"]
+WORKER_PRELOAD = ["pipelines.extract_preload"]
 
 
 def worker_context():
