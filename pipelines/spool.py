@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipelines.storage import write_atomically
 
 MANIFEST_DIR = "runs"
 
@@ -82,16 +83,7 @@ def spooled_manifest(folder: Path) -> tuple[Path, dict] | None:
 
 def write_json(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".json.tmp")
-    try:
-        with open(staging, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(staging, path)
-    except OSError:
-        staging.unlink(missing_ok=True)
-        raise
+    write_atomically(path, data, staging=path.with_suffix(".json.tmp"))
 
 
 def remove_if_empty(root: Path) -> None:

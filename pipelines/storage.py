@@ -100,6 +100,20 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def write_atomically(final: Path, data: bytes, *, staging: Path) -> None:
+    """``data`` to ``staging``, synced, then renamed over ``final``: a reader sees the old file or the whole
+    new one, never part of it; on failure the staging file is removed."""
+    try:
+        with open(staging, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, final)
+    except OSError:
+        staging.unlink(missing_ok=True)
+        raise
+
+
 class LocalStore:
     """An archive in a local folder. Publishing is a rename inside the folder's file system (atomic)."""
 
@@ -196,15 +210,9 @@ class LocalStore:
     def put_bytes(self, key: str, data: bytes) -> None:
         final = self._path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        staging = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
         try:
-            with open(staging, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(staging, final)
+            write_atomically(final, data, staging=final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp"))
         except OSError as exc:
-            staging.unlink(missing_ok=True)
             raise PublishError(f"could not write {key}: {exc}") from exc
 
 
