@@ -59,9 +59,9 @@ class CrawlResult:
         return [json.loads(p.read_text()) for p in sorted((self.archive / "runs").glob("*.json"))]
 
 
-def run_crawl(archive: Path, start_urls: list[str] | None = None, *, spider_args: dict | None = None,
-              settings: dict | None = None, timeout: float = 600, env: dict | None = None) -> CrawlResult:
-    """`scrapy crawl news` in a subprocess, from the repository root, as the README runs it."""
+def crawl_command(archive: Path, start_urls: list[str] | None = None, *, spider_args: dict | None = None,
+                  settings: dict | None = None) -> list[str]:
+    """The `scrapy crawl news` command line a test runs: TEST_SETTINGS, ARCHIVE_URI, then ``settings``."""
     command = [sys.executable, "-m", "scrapy", "crawl", "news"]
     if start_urls:
         command += ["-a", "start_urls=" + ",".join(start_urls)]
@@ -69,10 +69,22 @@ def run_crawl(archive: Path, start_urls: list[str] | None = None, *, spider_args
         command += ["-a", f"{name}={value}"]
     for name, value in {**TEST_SETTINGS, "ARCHIVE_URI": str(archive), **(settings or {})}.items():
         command += ["-s", f"{name}={value}"]
+    return command
+
+
+def crawl_env(env: dict | None = None) -> dict:
+    """This process's environment without ARCHIVE_* / AWS_* variables, the metadata service off, plus ``env``."""
     process_env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVE_", "AWS_"))}
     process_env["AWS_EC2_METADATA_DISABLED"] = "true"  # no test may ask the instance metadata service
     process_env.update(env or {})
-    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=process_env)
+    return process_env
+
+
+def run_crawl(archive: Path, start_urls: list[str] | None = None, *, spider_args: dict | None = None,
+              settings: dict | None = None, timeout: float = 600, env: dict | None = None) -> CrawlResult:
+    """`scrapy crawl news` in a subprocess, from the repository root, as the README runs it."""
+    command = crawl_command(archive, start_urls, spider_args=spider_args, settings=settings)
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=crawl_env(env))
     return CrawlResult(completed.returncode, completed.stdout, completed.stderr, archive)
 
 

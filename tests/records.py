@@ -38,3 +38,19 @@ def duplicate(n: int = 1, *, kind: str = "exact") -> DuplicateRecord:
 def reject(n: int = 1) -> RejectRecord:
     return RejectRecord(url=f"https://herald.example/section/{n}/", domain="herald.example", reason="not_article",
                         detail="url:listing(-3)", http_status=200, discovered_via="link", fetched_at=FETCHED, crawl_id="run1")
+
+
+class Stats(dict):
+    """The part of Scrapy's stats collector the pipelines use, for cores built without a crawler."""
+
+    def inc_value(self, name, count=1):
+        self[name] = self.get(name, 0) + count
+
+    def set_value(self, name, value):
+        self[name] = value
+
+    def max_value(self, name, value):
+        self[name] = max(self.get(name, value), value)
+
+    def get_stats(self):
+        return self

@@ -8,19 +8,16 @@ exit code says what happened (1 failed, 2 refused at start-up, 3 stopped before 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, TEST_SETTINGS, CrawlResult, run_crawl
+from conftest import REPO, CrawlResult, crawl_command, crawl_env, run_crawl
 from crawler.localsite import LocalSite
 from faults import InjectedFault, faulty_write
 from newssite import START_PATHS, build_news_site
@@ -28,27 +25,11 @@ from pipelines import storage
 from pipelines.archive import ArchivePipeline
 from pipelines.parquet import DatasetWriter, _PartitionFile
 from pipelines.storage import LocalStore
-from records import article
+from records import Stats, article
 from schemas import ARTICLES
 from test_state import assert_every_article_once
 
 TESTS = Path(__file__).resolve().parent
-
-
-class Stats(dict):
-    """The part of Scrapy's stats collector the pipelines use."""
-
-    def inc_value(self, name, count=1):
-        self[name] = self.get(name, 0) + count
-
-    def set_value(self, name, value):
-        self[name] = value
-
-    def max_value(self, name, value):
-        self[name] = max(self.get(name, value), value)
-
-    def get_stats(self):
-        return self
 
 
 def published_files(archive: Path) -> list[Path]:
@@ -229,12 +210,9 @@ def test_crawl_with_a_failing_write_exits_1_and_the_next_run_loses_nothing(site,
 
 
 def start_crawl(site: LocalSite, archive: Path, tmp_path: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "scrapy", "crawl", "news", "-a",
-               "start_urls=" + ",".join(site.base_url + p for p in START_PATHS)]
-    for name, value in {**TEST_SETTINGS, "ARCHIVE_URI": archive, "ARCHIVE_MAX_FILE_ROWS": 2,
-                        "ARCHIVE_ROW_GROUP_ROWS": 1, "CONCURRENT_REQUESTS_PER_DOMAIN": 2}.items():
-        command += ["-s", f"{name}={value}"]
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache-killed"), "AWS_EC2_METADATA_DISABLED": "true"}
+    command = crawl_command(archive, [site.base_url + p for p in START_PATHS], settings={
+        "ARCHIVE_MAX_FILE_ROWS": 2, "ARCHIVE_ROW_GROUP_ROWS": 1, "CONCURRENT_REQUESTS_PER_DOMAIN": 2})
+    env = crawl_env({"XDG_CACHE_HOME": str(tmp_path / "cache-killed")})
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 

@@ -8,18 +8,8 @@ from datetime import datetime, timezone
 from crawler.items import ArticleRecord, FetchedPage, RejectRecord
 from pipelines.extract import ExtractPipeline
 from poolhelpers import misbehaving_task
+from records import Stats
 from test_extract import ARTICLE_HEAD, URL, article_html
-
-
-class Stats(dict):
-    def inc_value(self, key, count=1):
-        self[key] = self.get(key, 0) + count
-
-    def set_value(self, key, value):
-        self[key] = value
-
-    def max_value(self, key, value):
-        self[key] = max(self.get(key, value), value)
 
 
 def page(marker: str = "", n: int = 0) -> FetchedPage:

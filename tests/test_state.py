@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -16,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, TEST_SETTINGS, CrawlResult, run_crawl
+from conftest import REPO, CrawlResult, crawl_command, crawl_env, run_crawl
 from crawler.localsite import LocalSite
 from newssite import START_PATHS, build_news_site
 from pipelines.fingerprints import canonicalize_url
@@ -112,12 +110,9 @@ def test_run_killed_midway_then_run_again_archives_every_article_once(tmp_path):
     site.pages.update(spec.pages)
     site.delay = 0.25
     archive = tmp_path / "archive"
-    command = [sys.executable, "-m", "scrapy", "crawl", "news", "-a",
-               "start_urls=" + ",".join(site.base_url + p for p in START_PATHS)]
-    for name, value in {**TEST_SETTINGS, "ARCHIVE_URI": archive, "ARCHIVE_MAX_FILE_ROWS": 1,
-                        "ARCHIVE_ROW_GROUP_ROWS": 1, "CONCURRENT_REQUESTS_PER_DOMAIN": 2}.items():
-        command += ["-s", f"{name}={value}"]
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache1"), "AWS_EC2_METADATA_DISABLED": "true"}
+    command = crawl_command(archive, [site.base_url + p for p in START_PATHS], settings={
+        "ARCHIVE_MAX_FILE_ROWS": 1, "ARCHIVE_ROW_GROUP_ROWS": 1, "CONCURRENT_REQUESTS_PER_DOMAIN": 2})
+    env = crawl_env({"XDG_CACHE_HOME": str(tmp_path / "cache1")})
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -151,11 +146,8 @@ def test_two_runs_at_once_lose_nothing_of_each_other(tmp_path):
     archive = tmp_path / "archive"
     processes = []
     for number in (1, 2):
-        command = [sys.executable, "-m", "scrapy", "crawl", "news", "-a",
-                   "start_urls=" + ",".join(site.base_url + p for p in START_PATHS)]
-        for name, value in {**TEST_SETTINGS, "ARCHIVE_URI": archive}.items():
-            command += ["-s", f"{name}={value}"]
-        env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / f"cache{number}"), "AWS_EC2_METADATA_DISABLED": "true"}
+        command = crawl_command(archive, [site.base_url + p for p in START_PATHS])
+        env = crawl_env({"XDG_CACHE_HOME": str(tmp_path / f"cache{number}")})
         processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE, text=True))
     for process in processes:
