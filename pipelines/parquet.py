@@ -2,7 +2,10 @@
 
 ``DatasetWriter`` is the core (no Scrapy): it buffers rows of one dataset per
 ``dt`` partition, writes a row group when the buffer reaches its row or byte
-budget, and rolls the file when the file reaches its own; a rolled file is
+budget, and rolls the file when the file reaches its own. Rows are held as
+Python objects only a few hundred at a time: they are converted to Arrow
+batches as they come (a row group of Python strings and dicts takes several
+times its Arrow size, and that peak grew with the row-group budget); a rolled file is
 closed, hashed and handed to ``on_closed`` (the storage step), so memory and
 local disk stay bounded however long the crawl. A file is written under a
 ``.inprogress`` name and renamed only once closed. Rows are converted with the
@@ -79,6 +82,11 @@ def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
         if not field.nullable and table.column(field.name).null_count:
             raise SchemaMismatch(f"column {field.name!r} is not nullable but has nulls")
     return table
+
+
+#: rows held as Python objects before they are converted to an Arrow batch (fewer when the row group is smaller)
+BATCH_ROWS = 256
+BATCH_BYTES = 2**20
 
 
 def _estimate_bytes(row: dict) -> int:
@@ -158,8 +166,13 @@ class DatasetWriter:
         self.row_group_bytes = row_group_bytes
         self.compression = compression
         self.compression_level = compression_level
-        self._buffers: dict[str, list[dict]] = {}
-        self._buffer_bytes: dict[str, int] = {}
+        self._rows: dict[str, list[dict]] = {}  #: per dt: rows not yet converted
+        self._rows_bytes: dict[str, int] = {}
+        self._batches: dict[str, list[pa.Table]] = {}  #: per dt: converted rows of the next row group
+        self._batch_rows: dict[str, int] = {}
+        self._batch_bytes: dict[str, int] = {}
+        self._convert_rows = min(BATCH_ROWS, row_group_rows)
+        self._convert_bytes = min(BATCH_BYTES, row_group_bytes)
         self._files: dict[str, _PartitionFile] = {}
         self._seq = 0
         self.rows_written = 0
@@ -171,15 +184,18 @@ class DatasetWriter:
         if not _DT.fullmatch(dt):
             raise ValueError(f"partition dt must be YYYY-MM-DD, not {dt!r}")
         row = record_to_row(record, self.schema)
-        buffer = self._buffers.setdefault(dt, [])
-        buffer.append(row)
-        self._buffer_bytes[dt] = self._buffer_bytes.get(dt, 0) + _estimate_bytes(row)
-        if len(buffer) >= self.row_group_rows or self._buffer_bytes[dt] >= self.row_group_bytes:
-            self._flush(dt)
+        rows = self._rows.setdefault(dt, [])
+        rows.append(row)
+        self._rows_bytes[dt] = self._rows_bytes.get(dt, 0) + _estimate_bytes(row)
+        if len(rows) >= self._convert_rows or self._rows_bytes[dt] >= self._convert_bytes:
+            self._convert(dt)
+            if self._batch_rows[dt] >= self.row_group_rows or self._batch_bytes[dt] >= self.row_group_bytes:
+                self._flush(dt)
 
-    def _flush(self, dt: str) -> None:
-        rows = self._buffers.pop(dt, [])
-        estimate = self._buffer_bytes.pop(dt, 0)
+    def _convert(self, dt: str) -> None:
+        """The rows of ``dt`` held as Python objects -> one Arrow batch of the next row group."""
+        rows = self._rows.pop(dt, [])
+        self._rows_bytes.pop(dt, None)
         if not rows:
             return
         try:
@@ -187,15 +203,28 @@ class DatasetWriter:
                 table = rows_to_table(rows, self.schema)
             except SchemaMismatch:
                 table = self._keep_valid_rows(rows)
-            if not table.num_rows:
-                return
-            partition = self._files.get(dt) or self._open(dt)
-            partition.write(table)
         except Exception:
             self._discard(dt, len(rows))
             raise
-        partition.bytes_estimate += estimate
-        self.rows_written += table.num_rows
+        self._batches.setdefault(dt, []).append(table)
+        self._batch_rows[dt] = self._batch_rows.get(dt, 0) + table.num_rows
+        self._batch_bytes[dt] = self._batch_bytes.get(dt, 0) + table.nbytes
+
+    def _flush(self, dt: str) -> None:
+        """Write the converted rows of ``dt`` as one row group; roll the file when it is full."""
+        batches = self._batches.pop(dt, [])
+        rows = self._batch_rows.pop(dt, 0)
+        size = self._batch_bytes.pop(dt, 0)
+        if not rows:
+            return
+        try:
+            partition = self._files.get(dt) or self._open(dt)
+            partition.write(pa.concat_tables(batches))
+        except Exception:
+            self._discard(dt, rows)
+            raise
+        partition.bytes_estimate += size
+        self.rows_written += rows
         if partition.rows >= self.max_file_rows or partition.bytes_estimate >= self.max_file_bytes:
             self._roll(dt)
 
@@ -223,7 +252,9 @@ class DatasetWriter:
     def _discard(self, dt: str, unwritten: int = 0) -> None:
         """Delete the open file of ``dt`` (and count its rows): it is never handed on half-written."""
         partition = self._files.pop(dt, None)
-        rows = unwritten + (partition.rows if partition is not None else 0)
+        rows = unwritten + (partition.rows if partition is not None else 0) + self._batch_rows.pop(dt, 0)
+        self._batches.pop(dt, None)
+        self._batch_bytes.pop(dt, None)
         if partition is not None:
             partition.abort()
         self.discarded_rows += rows
@@ -246,8 +277,9 @@ class DatasetWriter:
         """Write what is buffered and close every open file (each handed to ``on_closed``). A partition whose
         file fails is discarded, the others are still closed, and the first error is raised at the end."""
         error = None
-        for dt in sorted(set(self._buffers) | set(self._files)):
+        for dt in sorted(set(self._rows) | set(self._batches) | set(self._files)):
             try:
+                self._convert(dt)
                 self._flush(dt)
                 if dt in self._files:
                     self._roll(dt)
@@ -258,8 +290,8 @@ class DatasetWriter:
 
     def abort(self) -> None:
         """Discard open files and buffers: nothing half-written is left under a final name."""
-        self.discarded_rows += sum(len(rows) for rows in self._buffers.values())
-        self._buffers.clear()
-        self._buffer_bytes.clear()
+        self.discarded_rows += sum(len(rows) for rows in self._rows.values()) + sum(self._batch_rows.values())
+        for buffer in (self._rows, self._rows_bytes, self._batches, self._batch_rows, self._batch_bytes):
+            buffer.clear()
         for dt in list(self._files):
             self._discard(dt)

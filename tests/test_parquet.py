@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.exceptions import BadArchiveURI, PublishError, SchemaMismatch
-from pipelines.parquet import DatasetWriter, check_file_schema, rows_to_table
+from pipelines.parquet import BATCH_ROWS, DatasetWriter, check_file_schema, rows_to_table
 from pipelines.storage import LocalStore, check_key, store_from_uri
 from records import FETCHED, article, duplicate, reject
 from schemas import ARTICLES, DUPLICATES, REJECTS
@@ -54,6 +54,21 @@ def test_files_roll_by_rows_and_row_groups_by_rows(tmp_path):
     writer.close()
     assert [f.rows for f in published] == [12, 12, 1]
     assert pq.ParquetFile(store.root / published[0].key).metadata.num_row_groups == 3
+
+
+def test_rows_become_arrow_batches_long_before_a_row_group_is_written(tmp_path):
+    # Python strings and dicts take several times their Arrow size: a row group is gathered as Arrow batches
+    writer, store, published = make_writer(tmp_path)
+    records = [article(n) for n in range(BATCH_ROWS * 2 + 10)]
+    for record in records:
+        writer.write(record, dt="2026-11-25")
+        assert len(writer._rows.get("2026-11-25", [])) < BATCH_ROWS
+    assert writer._batch_rows["2026-11-25"] == BATCH_ROWS * 2
+    writer.close()
+    [file] = published
+    metadata = pq.ParquetFile(store.root / file.key).metadata
+    assert metadata.num_row_groups == 1 and metadata.num_rows == len(records)
+    assert pq.read_table(store.root / file.key).to_pylist() == [dataclasses.asdict(r) for r in records]
 
 
 def test_files_roll_by_bytes(tmp_path):
