@@ -12,3 +12,19 @@ def misbehaving_task(html, url, min_chars, now):
     if "CRASH-HERE" in html:
         os._exit(3)
     return extract_task(html, url, min_chars, now)
+
+
+def worker_facts_task(html, url, min_chars, now):
+    """What a freshly forked worker already holds, reported as the detail of a made-up outcome."""
+    import gc
+    import json
+    import sys
+
+    from justext.core import define_stoplist
+    from tld.utils import tld_names
+
+    from pipelines.extract import Extraction
+
+    facts = {"gc_frozen": gc.get_freeze_count(), "scrapy_imported": "scrapy" in sys.modules,
+             "stoplists_cached": define_stoplist.cache_info().currsize, "tld_trie_loaded": bool(tld_names)}
+    return Extraction(None, "not_article", json.dumps(facts))

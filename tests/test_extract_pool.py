@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timezone
 
 from crawler.items import ArticleRecord, FetchedPage, RejectRecord
 from pipelines.extract import ExtractPipeline
-from poolhelpers import misbehaving_task
+from poolhelpers import misbehaving_task, worker_facts_task
 from records import Stats
 from test_extract import ARTICLE_HEAD, URL, article_html
 
@@ -60,3 +61,14 @@ def test_inline_mode_gives_the_same_record_as_the_pool():
     pooled = run(ExtractPipeline(crawl_id="run", min_chars=300, workers=1), [item])[0]
     assert isinstance(inline, ArticleRecord) and isinstance(pooled, ArticleRecord)
     assert inline.body == pooled.body and inline.content_hash == pooled.content_hash and inline.simhash == pooled.simhash
+
+
+def test_workers_start_from_a_warmed_up_frozen_fork_server():
+    # forked from a server that imported the extraction code (not Scrapy), loaded jusText's stoplists, extracted
+    # one page (lazy initialisation paid once, not by every new worker) and froze it all out of the collector's view
+    pipeline = ExtractPipeline(crawl_id="run", min_chars=300, workers=1, max_tasks_per_worker=1, task=worker_facts_task)
+    results = run(pipeline, [page(n=1), page(n=2)])
+    for result in results:  # the second page runs in a second, freshly forked worker
+        facts = json.loads(result.detail)
+        assert facts["gc_frozen"] > 10_000 and not facts["scrapy_imported"]
+        assert facts["stoplists_cached"] >= 1 and facts["tld_trie_loaded"]
