@@ -6,12 +6,17 @@ random from the whole corpus, so no two pages are near-duplicates), serves it
 on 127.0.0.1 with a sitemap, and runs in the same invocation:
 
 (a) a plain Scrapy spider that extracts every page inline with trafilatura in
-    its callback and keeps nothing (the usual design), and
-(b) `scrapy crawl news` into a fresh archive.
+    its callback and keeps nothing (the usual design),
+(b) `scrapy crawl news` into a fresh archive, and
+(c) unless --only says otherwise, the same plain spider extracting inline what
+    the archive extracts (``pipelines.extract.extract_page``: trafilatura with
+    metadata, dates, page signals, hashes): a like-for-like baseline, so the
+    ratio to it shows what the worker pool buys and the ratio to (a) what the
+    extra fields cost.
 
-For each it prints pages per second, CPU seconds of the whole process tree,
-and the peak memory of the whole process tree (sampled every 0.1 s), then the
-ratio, with the machine's core count. Run:
+For each it prints pages per second, CPU seconds of the whole process tree
+(and of the crawler's own process), and the peak memory of the whole process
+tree (sampled every 0.1 s), then the ratios, with the machine's core count. Run:
 
     python benchmarks/throughput.py --pages 1500
     python benchmarks/throughput.py --pages 15000 --only news
@@ -55,6 +60,19 @@ class InlineSpider(SitemapSpider):
     def parse(self, response):
         text = trafilatura.extract(response.text, url=response.url)  # extract inline, keep nothing
         self.crawler.stats.inc_value("inline/extracted" if text else "inline/empty")
+'''
+
+INLINE_SAME_SPIDER = '''
+from datetime import datetime, timezone
+from scrapy.spiders import SitemapSpider
+from pipelines.extract import build_options, extract_page
+
+class InlineSameSpider(SitemapSpider):
+    name = "inline_same"
+    options = build_options()
+    def parse(self, response):
+        extraction = extract_page(response.text, response.url, self.options, min_chars=300, now=datetime.now(timezone.utc))
+        self.crawler.stats.inc_value(f"inline/{extraction.reason}")  # extract inline, keep nothing
 '''
 
 
@@ -137,7 +155,8 @@ def run_measured(command: list[str], env: dict, cwd: Path | str = REPO) -> dict:
     wall = time.perf_counter() - started
     reader.join(timeout=5)
     main_peak = per_process.pop(process.pid, 0)
-    return {"returncode": process.returncode, "wall": wall, "cpu": sum(cpu.values()), "peak_mb": peak_rss / 2**20,
+    return {"returncode": process.returncode, "wall": wall, "cpu": sum(cpu.values()), "main_cpu": cpu.get(process.pid, 0),
+            "peak_mb": peak_rss / 2**20,
             "peak_pss_mb": peak_pss / 2**20, "main_mb": main_peak / 2**20,
             "children_mb": sorted(round(v / 2**20) for v in per_process.values()), "output": "".join(output)}
 
@@ -145,7 +164,8 @@ def run_measured(command: list[str], env: dict, cwd: Path | str = REPO) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=1500)
-    parser.add_argument("--only", choices=("inline", "news"))
+    parser.add_argument("--only", choices=("inline", "news", "inline_same"), action="append",
+                        help="run only these (repeatable); default: all three")
     args = parser.parse_args()
     layouts, sentences = load_corpus()
     site = LocalSite()
@@ -158,14 +178,17 @@ def main() -> None:
     extra = os.environ.get("BENCH_EXTRA_SETTINGS", "")
     results = {}
     with tempfile.TemporaryDirectory() as folder:
-        if args.only in (None, "inline"):
-            spider = Path(folder) / "inline_spider.py"  # runs outside the project: Scrapy's defaults
-            spider.write_text(INLINE_SPIDER + f"\nInlineSpider.sitemap_urls = ['{base}/sitemap.xml']\n")
+        only = args.only or ["inline", "news", "inline_same"]
+        for name, code in (("inline", INLINE_SPIDER), ("inline_same", INLINE_SAME_SPIDER)):
+            if name not in only:
+                continue
+            spider = Path(folder) / f"{name}_spider.py"  # runs outside the project: Scrapy's defaults
+            spider.write_text(code + f"\n{code.split('class ')[1].split('(')[0]}.sitemap_urls = ['{base}/sitemap.xml']\n")
             command = [sys.executable, "-m", "scrapy", "runspider", str(spider)]
-            for name, value in common.items():
-                command += ["-s", f"{name}={value}"]
-            results["inline"] = run_measured(command, env, cwd=folder)
-        if args.only in (None, "news"):
+            for setting, value in common.items():
+                command += ["-s", f"{setting}={value}"]
+            results[name] = run_measured(command, env, cwd=folder)
+        if "news" in only:
             command = [sys.executable, "-m", "scrapy", "crawl", "news", "-a", f"start_urls={base}/sitemap.xml",
                        "-s", f"ARCHIVE_URI={Path(folder) / 'archive'}"]
             for name, value in common.items():
@@ -181,8 +204,8 @@ def main() -> None:
         if result["returncode"] != 0:
             print(f"{name} failed:\n{result['output'][-3000:]}")
             sys.exit(1)
-        print(f"{name:7s} {args.pages / result['wall']:7.1f} pages/s  wall {result['wall']:6.1f} s  "
-              f"CPU {result['cpu']:6.1f} s  peak memory of the process tree: PSS {result['peak_pss_mb']:4.0f} MB, "
+        print(f"{name:11s} {args.pages / result['wall']:5.1f} pages/s  wall {result['wall']:6.1f} s  "
+              f"CPU {result['cpu']:6.1f} s (crawler process {result['main_cpu']:.1f} s)  peak memory of the process tree: PSS {result['peak_pss_mb']:4.0f} MB, "
               f"RSS {result['peak_mb']:4.0f} MB (peak RSS: crawler {result['main_mb']:.0f} MB, "
               f"other processes {result['children_mb']} MB)")
     if "news" in results:
@@ -194,9 +217,11 @@ def main() -> None:
         print(f"news CPU: extraction {cpu.get('extract', 0):.1f} s in workers; dedup + Parquet + publishing "
               f"{follow:.2f} s = {follow / max(cpu.get('extract', 0), 1e-9):.1%} of it; "
               f"max pages in extraction at once {counts['extract_max_in_flight']}")
-    if len(results) == 2:
-        ratio = results["inline"]["wall"] / results["news"]["wall"]
-        print(f"ratio: the archive runs {ratio:.2f}x as fast as the inline spider")
+    for baseline, what in (("inline", "the inline spider"),
+                           ("inline_same", "the inline spider extracting what the archive extracts")):
+        if baseline in results and "news" in results:
+            ratio = results[baseline]["wall"] / results["news"]["wall"]
+            print(f"ratio: the archive runs {ratio:.2f}x as fast as {what}")
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ EXTENSIONS = {
 # glibc's default, whose threshold grows so that freed response bodies stay resident. (Extraction workers are
 # recycled every EXTRACT_MAX_TASKS_PER_WORKER pages instead: there it cost ~3 % CPU for ~6 MB.)
 MEMORY_MALLOC_THRESHOLD = 128 * 1024
-MEMORY_TRIM_INTERVAL = 10  # seconds between malloc_trim calls in the crawler's process (0: never)
+MEMORY_TRIM_INTERVAL = 1  # seconds between malloc_trim calls in the crawler's process (0: never)
 MEMORY_ARROW_SYSTEM_POOL = True  # pyarrow allocates through malloc, not its own mimalloc/jemalloc pool
 REQUEST_FINGERPRINTER_CLASS = "crawler.fingerprinter.CanonicalRequestFingerprinter"
 

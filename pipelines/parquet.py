@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from pipelines.exceptions import SchemaMismatch
 from pipelines.storage import check_key, file_sha256
+from schemas import dictionary_columns
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class _PartitionFile:
         try:
             self.writer = pq.ParquetWriter(
                 self.inprogress, schema, compression=compression, compression_level=compression_level,
-                write_statistics=True, use_dictionary=True,
+                write_statistics=True, use_dictionary=dictionary_columns(schema),
             )
         except Exception:  # a full disk can fail even the file's header
             self.inprogress.unlink(missing_ok=True)

@@ -106,6 +106,20 @@ REJECTS = _schema(
 DATASETS: dict[str, pa.Schema] = {"articles": ARTICLES, "duplicates": DUPLICATES, "rejects": REJECTS}
 
 
+#: Columns with a value of their own on (nearly) every row: written without dictionary encoding, which would only
+#: hash every value and hold pages back until it gives up (see dictionary_columns).
+UNIQUE_PER_ROW = frozenset({
+    "article_id", "url", "canonical_url", "title", "body", "description", "image_url", "published_at_raw",
+    "modified_at_raw", "http_etag", "http_last_modified", "content_hash", "simhash", "duplicate_of_id",
+    "duplicate_of_url",
+})
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns worth dictionary-encoding in Parquet: those whose values repeat (domain, language, crawl_id...)."""
+    return [name for name in schema.names if name not in UNIQUE_PER_ROW]
+
+
 def schema_version(schema: pa.Schema) -> int:
     """The version stored in a dataset schema's metadata."""
     return int(schema.metadata[SCHEMA_VERSION_KEY])
