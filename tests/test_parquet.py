@@ -71,6 +71,18 @@ def test_rows_become_arrow_batches_long_before_a_row_group_is_written(tmp_path):
     assert pq.read_table(store.root / file.key).to_pylist() == [dataclasses.asdict(r) for r in records]
 
 
+def test_only_repeating_columns_are_dictionary_encoded(tmp_path):
+    writer, store, published = make_writer(tmp_path)
+    for n in range(20):
+        writer.write(article(n), dt="2026-11-25")
+    writer.close()
+    row_group = pq.ParquetFile(store.root / published[0].key).metadata.row_group(0)
+    encodings = {row_group.column(i).path_in_schema: row_group.column(i).encodings for i in range(row_group.num_columns)}
+    dictionary = {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}
+    assert dictionary & set(encodings["domain"]) and dictionary & set(encodings["crawl_id"])
+    assert not dictionary & set(encodings["body"]) and not dictionary & set(encodings["article_id"])
+
+
 def test_files_roll_by_bytes(tmp_path):
     writer, _, published = make_writer(tmp_path, max_file_bytes=20_000, row_group_bytes=5_000)
     for n in range(20):
