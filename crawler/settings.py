@@ -82,6 +82,11 @@ RETRY_TIMES = 2
 DEPTH_PRIORITY = 1
 SCHEDULER_DISK_QUEUE = "scrapy.squeues.PickleFifoDiskQueue"
 SCHEDULER_MEMORY_QUEUE = "scrapy.squeues.FifoMemoryQueue"
+# The frontier (requests waiting) in disk queues in a temporary folder of the run, removed at its end (crawler/frontier.py):
+# a 50,000-URL sitemap does not grow the crawler. Ignored when JOBDIR is set (Scrapy's own resumable queues).
+SCHEDULER = "crawler.frontier.DiskFrontierScheduler"
+CRAWL_FRONTIER_ON_DISK = True
+CRAWL_FRONTIER_DIR = ""  # default: the system's temporary folder (TMPDIR)
 DEPTH_LIMIT = 8  # safety net for nested sitemap indexes; link depth is CRAWL_MAX_LINK_DEPTH
 REDIRECT_MAX_TIMES = 5
 COOKIES_ENABLED = False

@@ -1,10 +1,13 @@
-"""The crawler's process gives freed memory back (crawler/memory.py); the benchmark measures how much."""
+"""The crawler's memory stays flat: freed memory given back (crawler/memory.py), the frontier on disk
+(crawler/frontier.py); the benchmark measures how much."""
 
+import re
 
 import pyarrow as pa
 import pytest
 from scrapy.utils.test import get_crawler
 
+from conftest import run_crawl
 from crawler import memory
 
 glibc_only = pytest.mark.skipif(memory._glibc() is None, reason="glibc only")
@@ -44,3 +47,46 @@ def test_extension_is_enabled_by_default_and_remote_consoles_are_not_even_loaded
     assert extensions["crawler.memory.ReturnFreedMemory"] is not None
     assert extensions["scrapy.extensions.remote_control.RemoteControl"] is None  # it imports aiohttp
     assert extensions["scrapy.extensions.telnet.TelnetConsole"] is None
+
+
+def _scrapy_stat(stderr: str, name: str) -> int:
+    match = re.search(rf"'{re.escape(name)}': (\d+)", stderr)
+    return int(match.group(1)) if match else 0
+
+
+@pytest.mark.slow
+@pytest.mark.needs_corpus
+def test_frontier_waits_on_disk_in_a_folder_removed_at_the_end(news_site, tmp_path):
+    # a sitemap's thousands of URLs are enqueued at once: in disk queues they do not grow the crawler
+    site, spec = news_site
+    frontier = tmp_path / "frontier"
+    result = run_crawl(tmp_path / "archive", [site.base_url + "/robots.txt"], settings={"CRAWL_FRONTIER_DIR": str(frontier)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(result.rows("articles")) >= 10
+    assert _scrapy_stat(result.stderr, "scheduler/enqueued/disk") >= len(spec.articles)
+    assert _scrapy_stat(result.stderr, "scheduler/enqueued/memory") == 0
+    assert frontier.is_dir() and not any(frontier.iterdir())  # the run's own folder is gone
+
+
+def test_a_jobdir_is_left_to_scrapy_and_the_frontier_can_stay_in_memory(tmp_path):
+    from crawler.frontier import DiskFrontierScheduler
+    from crawler.spiders.news import NewsSpider
+
+    def opened_and_closed(settings):
+        crawler = get_crawler(NewsSpider, {"CRAWL_FRONTIER_DIR": str(tmp_path / "frontier"), **settings,
+                                           "SCHEDULER_PRIORITY_QUEUE": "scrapy.pqueues.ScrapyPriorityQueue"})  # no engine here
+        scheduler = DiskFrontierScheduler.from_crawler(crawler)
+        scheduler.open(NewsSpider(start_urls="http://127.0.0.1/"))
+        on_disk = scheduler.dqs is not None
+        scheduler.close("finished")
+        return on_disk
+
+    assert opened_and_closed({"JOBDIR": str(tmp_path / "job")}) is True
+    assert (tmp_path / "job" / "requests.queue" / "active.json").is_file()  # kept: the user resumes from it
+    assert not (tmp_path / "frontier").exists()
+    assert opened_and_closed({"CRAWL_FRONTIER_ON_DISK": False}) is False
+    assert opened_and_closed({"CRAWL_FRONTIER_ON_DISK": True}) is True and not any((tmp_path / "frontier").iterdir())
+    from scrapy.utils.project import get_project_settings
+
+    project = get_project_settings()
+    assert project["SCHEDULER"] == "crawler.frontier.DiskFrontierScheduler" and project.getbool("CRAWL_FRONTIER_ON_DISK")
