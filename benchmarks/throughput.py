@@ -179,11 +179,12 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         only = args.only or ["inline", "news", "inline_same"]
-        for name, code in (("inline", INLINE_SPIDER), ("inline_same", INLINE_SAME_SPIDER)):
+        for name, code, spider_class in (("inline", INLINE_SPIDER, "InlineSpider"),
+                                         ("inline_same", INLINE_SAME_SPIDER, "InlineSameSpider")):
             if name not in only:
                 continue
             spider = Path(folder) / f"{name}_spider.py"  # runs outside the project: Scrapy's defaults
-            spider.write_text(code + f"\n{code.split('class ')[1].split('(')[0]}.sitemap_urls = ['{base}/sitemap.xml']\n")
+            spider.write_text(code + f"\n{spider_class}.sitemap_urls = ['{base}/sitemap.xml']\n")
             command = [sys.executable, "-m", "scrapy", "runspider", str(spider)]
             for setting, value in common.items():
                 command += ["-s", f"{setting}={value}"]

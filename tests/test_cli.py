@@ -44,6 +44,17 @@ def test_unwritable_archive_folder_is_refused_before_any_fetch(news_site, tmp_pa
     assert sum(site.requests.values()) == before
 
 
+def test_unusable_frontier_folder_is_refused_before_any_fetch(news_site, tmp_path):
+    site, _ = news_site
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    before = sum(site.requests.values())
+    result = run_crawl(tmp_path / "archive", [site.base_url + "/"], settings={"CRAWL_FRONTIER_DIR": str(blocker / "frontier")})
+    assert result.returncode == 2
+    assert "CRAWL_FRONTIER_DIR" in assert_one_line_refusal(result.stderr)
+    assert sum(site.requests.values()) == before
+
+
 def test_missing_start_urls_is_a_clear_error(tmp_path):
     result = run_crawl(tmp_path / "archive")
     assert result.returncode == 2

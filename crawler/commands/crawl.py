@@ -17,6 +17,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 
 from crawler import redaction
 from crawler.containment import AddressPolicy
+from crawler.frontier import check_frontier_dir
 from pipelines import stats
 from pipelines.archive import open_store
 from pipelines.exceptions import ArchiveError
@@ -33,6 +34,7 @@ def check_before_crawl(settings, spider_args: dict) -> None:
 
     sites_from_args(spider_args.get("start_urls"), spider_args.get("sites"))
     AddressPolicy.from_setting(settings.get("ALLOW_PRIVATE_NETWORKS"))
+    check_frontier_dir(settings)
     if settings.get("ARCHIVE_CRAWL_ID"):
         check_crawl_id(settings["ARCHIVE_CRAWL_ID"])
     open_store(settings)
