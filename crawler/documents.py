@@ -104,11 +104,12 @@ def robots_sitemaps(body: bytes, base_url: str) -> list[str]:
     return list(sitemap_urls_from_robots(body, base_url=base_url))
 
 
-def sitemap_entries(body: bytes) -> tuple[str, list[str]]:
-    """(``sitemapindex`` or ``urlset``, the <loc> URLs), with Scrapy's hardened sitemap parser."""
+def sitemap_entries(body: bytes) -> tuple[str, list[tuple[str, str | None]]]:
+    """(``sitemapindex`` or ``urlset``, its entries as (<loc>, <lastmod> as written or None)), with Scrapy's
+    hardened sitemap parser."""
     sitemap = Sitemap(body)
-    urls = [entry["loc"] for entry in sitemap if entry.get("loc")]
-    return sitemap.type, urls
+    entries = [(entry["loc"], (entry.get("lastmod") or "").strip() or None) for entry in sitemap if entry.get("loc")]
+    return sitemap.type, entries
 
 
 def feed_entries(body: bytes) -> list[str]:

@@ -57,3 +57,16 @@ def classify_failure(exc: BaseException) -> FetchFailure:
     if isinstance(exc, IgnoreRequest):
         return FetchFailure("ignored", detail)
     return FetchFailure("download_error", detail)
+
+
+#: reasons that mean the site could not be reached at all (as opposed to answering with an error page)
+UNREACHABLE_REASONS = frozenset({"dns_error", "connection_error", "download_timeout", "download_error",
+                                 "robots_unavailable"})
+
+
+def is_unreachable(outcome: FetchFailure) -> bool:
+    """Whether a failed request says its site could not be reached: no address, no connection, no answer in
+    time, or an answer of 5xx / 429 (also when robots.txt answered so and the site is closed for the run)."""
+    if outcome.reason == "http_error":
+        return outcome.http_status is not None and (outcome.http_status >= 500 or outcome.http_status == 429)
+    return outcome.reason in UNREACHABLE_REASONS

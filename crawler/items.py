@@ -29,16 +29,35 @@ class FetchedPage:
     http_etag: str | None = None
     http_last_modified: str | None = None
     revisit: bool = False  #: fetched again because it was archived more than CRAWL_REVISIT_AFTER_DAYS ago
+    #: URLs requested before ``url``, in order (the first as linked), when the fetch was redirected
+    redirect_urls: list[str] = field(default_factory=list)
 
 
 @dataclass(kw_only=True, slots=True)
 class UrlAlias:
-    """A link whose canonical URL was already requested under another URL, so it was not fetched."""
+    """A URL not fetched because it leads to an article already requested: a link whose canonical URL was
+    requested under another URL, or a request redirected to a URL already requested or archived."""
 
-    url: str
-    canonical_url: str
+    url: str  #: the URL as linked
+    canonical_url: str  #: canonical form of the URL it leads to (the link's own, or the redirect target's)
     discovered_via: str
     seen_at: datetime  #: UTC
+    #: URLs requested before the known target, in order (the first is ``url``); empty when not requested
+    redirect_urls: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True, slots=True)
+class DiscoveredDocument:
+    """A robots.txt, sitemap, sitemap index or feed the run read (or found unchanged): kept in the archive's
+    state so the next run asks for it conditionally and, when it has not changed, still reaches its children."""
+
+    url: str
+    kind: str  #: robots, sitemapindex, urlset or feed
+    fetched_at: datetime  #: UTC; when this content was last seen (a 304 confirms it again)
+    etag: str | None = None
+    last_modified: str | None = None  #: the Last-Modified header, as sent
+    #: for robots and sitemapindex only: the sitemaps it lists, as (URL, lastmod as written or None)
+    children: list[tuple[str, str | None]] = field(default_factory=list)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -78,6 +97,8 @@ class ArticleRecord:
     content_hash: str  #: SHA-256 hex of the normalised body
     simhash: int  #: 64-bit SimHash as a signed int64
     extractor_version: str
+    #: URLs requested before ``url``, in order (the first as linked), when the fetch was redirected
+    redirect_urls: list[str] | None = field(default_factory=list)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -100,6 +121,9 @@ class DuplicateRecord:
     discovered_via: str
     detected_at: datetime  #: UTC
     crawl_id: str
+    #: URLs requested on the way, in order (the first as linked): to ``url`` for a fetched duplicate, to the
+    #: original for a link recognised at its redirect
+    redirect_urls: list[str] | None = field(default_factory=list)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -114,6 +138,9 @@ class RejectRecord:
     discovered_via: str
     fetched_at: datetime  #: UTC
     crawl_id: str
+    source_url: str | None = None  #: the page, feed or sitemap the URL was found on
+    #: URLs requested before ``url``, in order (the first as linked), when the request was redirected
+    redirect_urls: list[str] | None = field(default_factory=list)
 
 
 #: dataset name -> record type

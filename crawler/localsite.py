@@ -4,6 +4,12 @@ The server binds 127.0.0.1 on a port the OS picks, serves an in-memory map of
 paths to pages with an ETag (answering 304 to a matching If-None-Match, as
 static file servers do), and counts every request and answer so tests can
 assert what was fetched.
+
+A page given a ``last_modified`` time is served as nginx serves a static file:
+``Last-Modified`` and an ETag made of the file's mtime and size, and conditional
+requests answered by nginx's not_modified filter (``if_modified_since exact``).
+Every request is also kept in order in ``LocalSite.log`` with the validators it
+carried.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -26,6 +34,54 @@ class Page:
     headers: dict[str, str] = field(default_factory=dict)
     sized: bool = True  #: False: no Content-Length; the body is streamed and the connection closed after it
     delay: float = 0.0  #: seconds to wait before answering this page (on top of the site's delay)
+    #: the file's mtime (UTC): a 200 page then carries Last-Modified and an nginx ETag and answers
+    #: conditional requests as nginx does; None: a content-hash ETag, 304 on a matching If-None-Match only
+    last_modified: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One request as the site saw it: path with query, the status answered, the validators sent."""
+
+    path: str
+    status: int
+    if_none_match: str | None
+    if_modified_since: str | None
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def http_date(moment: datetime) -> str:
+    """``moment`` as an HTTP date (``Sun, 29 Nov 2026 06:00:00 GMT``); a naive datetime is taken as UTC."""
+    return format_datetime(_utc(moment), usegmt=True)
+
+
+def nginx_etag(moment: datetime, size: int) -> str:
+    """The ETag nginx gives a static file: ``"<mtime seconds in hex>-<size in hex>"``."""
+    return f'"{int(_utc(moment).timestamp()):x}-{size:x}"'
+
+
+def not_modified(mtime: datetime, etag: str, if_none_match: str | None, if_modified_since: str | None
+                 ) -> bool:
+    """nginx's not_modified filter (``if_modified_since exact``) for a 200 answer: 304 when a validator is
+    present, an If-Modified-Since (if any) names exactly ``mtime`` and an If-None-Match (if any) is ``*``
+    or lists ``etag`` (comma-separated, ``W/`` ignored on either side, as ``ngx_http_test_if_match``)."""
+    if if_none_match is None and if_modified_since is None:
+        return False
+    if if_modified_since is not None:
+        try:
+            since = _utc(parsedate_to_datetime(if_modified_since))  # nginx compares the parsed time
+        except (TypeError, ValueError, IndexError):
+            return False
+        if int(since.timestamp()) != int(_utc(mtime).timestamp()):
+            return False
+    if if_none_match is not None and if_none_match != "*":
+        wanted = etag.removeprefix("W/")
+        if not any(tag.strip().removeprefix("W/") == wanted for tag in if_none_match.split(",")):
+            return False
+    return True
 
 
 class LocalSite:
@@ -40,6 +96,7 @@ class LocalSite:
         self.host = host
         self.requests: Counter[str] = Counter()
         self.statuses: Counter[tuple[str, int]] = Counter()  #: (path, status answered)
+        self.log: list[LogEntry] = []  #: every request answered, in order
         self.delay = 0.0  #: seconds to wait before each answer (a slow site)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -68,15 +125,26 @@ class LocalSite:
                     page = Page(body=b"<html><body><h1>Not found</h1></body></html>", status=404)
                 if page.delay:
                     time.sleep(page.delay)
-                etag = '"' + hashlib.sha1(page.body).hexdigest()[:16] + '"'  # as static file servers do
-                if page.status == 200 and self.headers.get("If-None-Match") == etag:
+                if_none_match = self.headers.get("If-None-Match")
+                if_modified_since = self.headers.get("If-Modified-Since")
+                if page.last_modified is None:
+                    etag = '"' + hashlib.sha1(page.body).hexdigest()[:16] + '"'  # as static file servers do
+                    unchanged = page.status == 200 and if_none_match == etag
+                elif page.status == 200:  # nginx: validators on files only, not on redirects or errors
+                    etag = nginx_etag(page.last_modified, len(page.body))
+                    unchanged = not_modified(page.last_modified, etag, if_none_match, if_modified_since)
+                else:
+                    etag, unchanged = None, False
+                if unchanged:
                     self._answer(304, page, etag, b"")
                 else:
                     self._answer(page.status, page, etag, page.body)
 
-            def _answer(self, status: int, page: Page, etag: str, body: bytes) -> None:
+            def _answer(self, status: int, page: Page, etag: str | None, body: bytes) -> None:
                 with site._lock:
                     site.statuses[(self.path, status)] += 1
+                    site.log.append(LogEntry(self.path, status, self.headers.get("If-None-Match"),
+                                             self.headers.get("If-Modified-Since")))
                 self.send_response(status)
                 self.send_header("Content-Type", page.content_type)
                 if page.sized:
@@ -84,7 +152,10 @@ class LocalSite:
                 else:
                     self.send_header("Connection", "close")
                     self.close_connection = True
-                self.send_header("ETag", etag)
+                if etag is not None:
+                    self.send_header("ETag", etag)
+                if page.last_modified is not None and page.status == 200:
+                    self.send_header("Last-Modified", http_date(page.last_modified))
                 for name, value in page.headers.items():
                     self.send_header(name, value)
                 self.end_headers()

@@ -64,6 +64,9 @@ ARCHIVE_STATE_SNAPSHOT_FILES = 200  # write a new state snapshot when this many 
 CRAWL_MAX_LINK_DEPTH = 3  # HTML link hops from a start page (feed and sitemap entries are fetched, not followed)
 CRAWL_MAX_LINKS_PER_PAGE = 1000  # links followed from one page (the first ones); a page of 50,000 links blocks no one
 CRAWL_REVISIT_AFTER_DAYS = 0  # >0: article URLs archived this many days ago are fetched again (conditionally)
+# A URL that failed permanently (404, 410, a redirect off the site, too large, not HTML) is not requested again
+# for this many days; each further failure doubles the wait. 5xx, 429 and timeouts are retried on the next run.
+CRAWL_RETRY_FAILED_AFTER_DAYS = 7
 CRAWL_CONTACT = os.environ.get("CRAWL_CONTACT", "")  # URL or e-mail site owners can reach you at
 USER_AGENT = f"news-archive/{version('news-archive')}"  # the spider appends " (+CRAWL_CONTACT)"
 
@@ -121,6 +124,13 @@ DOWNLOADER_MIDDLEWARES = {
     # robots.txt that answers 5xx or cannot be fetched: the site is disallowed for the run (RFC 9309)
     "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
     "crawler.robotstxt.StrictRobotsTxtMiddleware": 100,
+    # a redirect to a URL already archived or requested is not followed (before Scrapy's RedirectMiddleware, 600)
+    "crawler.known.KnownRedirectFilter": 650,
+    "crawler.reachability.StartUrlReachability": 950,  # next to the downloader: sees every answer
+}
+# Skip what is known: after the depth and URL-length filters (900, 800), so what it counts as requested is sent
+SPIDER_MIDDLEWARES = {
+    "crawler.known.KnownUrlFilter": 650,
 }
 
 ITEM_PIPELINES = {

@@ -25,13 +25,14 @@ import pyarrow.parquet as pq
 from scrapy import signals
 from twisted.internet import threads
 
-from crawler.items import ArticleRecord, DuplicateRecord, RejectRecord
+from crawler.items import ArticleRecord, DiscoveredDocument, DuplicateRecord, RejectRecord
 from pipelines import spool as spooling
 from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.manifest import build_manifest, manifest_bytes, recorded_settings
 from pipelines.parquet import ClosedFile, DatasetWriter, check_file_schema
-from pipelines.state import SNAPSHOT_PREFIX, VALIDATORS_PREFIX, RunState, load_state, load_validators
+from pipelines.state import (DISCOVERY_PREFIX, SNAPSHOT_PREFIX, RunState, discovery_bytes, discovery_entry,
+                             is_transient_failure, load_discovery, load_state)
 from pipelines.storage import PublishedFile, check_crawl_id, file_sha256, redact, store_from_uri
 from schemas import DATASETS
 
@@ -78,7 +79,7 @@ class _Upload:
 class ArchivePipeline:
     def __init__(self, *, store, crawl_id: str, spool_root: Path, writer_options: dict, settings_record: dict,
                  upload_threads: int = 2, stats_collector=None, near_distance: int = 7, near_window_days: int = 30,
-                 snapshot_files: int = 200, on_state=None) -> None:
+                 snapshot_files: int = 200) -> None:
         self.store = store
         self.crawl_id = check_crawl_id(crawl_id)
         self.spool_root = spool_root
@@ -97,8 +98,9 @@ class ArchivePipeline:
         self.near_distance = near_distance
         self.near_window_days = near_window_days
         self.snapshot_files = snapshot_files
-        self.on_state = on_state  #: called with the RunState once loaded (the crawler shares it)
-        self.run_state: RunState | None = None
+        self.run_state: RunState | None = None  #: what earlier runs left; the known-URL filter and dedup ask for it
+        self.discovery: dict[str, dict] = {}  #: robots.txt, sitemaps and feeds read (or carried over) by this run
+        self.unsettled_sources: set[str] = set()  #: feeds and sitemaps an entry of which failed for now
         self.cpu_seconds = 0.0  #: writing Parquet, on the reactor thread
         self.upload_cpu_seconds = 0.0  #: publishing, in the upload threads
 
@@ -129,7 +131,6 @@ class ArchivePipeline:
             near_distance=settings.getint("DEDUP_NEAR_DISTANCE"),
             near_window_days=settings.getint("DEDUP_NEAR_WINDOW_DAYS"),
             snapshot_files=settings.getint("ARCHIVE_STATE_SNAPSHOT_FILES"),
-            on_state=lambda state: setattr(crawler, "archive_state", state),
         )
         crawler.signals.connect(pipeline.write_records, signal=archive_records)
         crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
@@ -162,15 +163,13 @@ class ArchivePipeline:
         self._recover_leftovers()
         articles, uncovered = load_state(self.store, near_distance=self.near_distance,
                                          near_window_days=self.near_window_days)
-        return RunState(articles=articles, validators=load_validators(self.store), uncovered_files=uncovered)
+        return RunState(articles=articles, discovery=load_discovery(self.store), uncovered_files=uncovered)
 
     def _state_loaded(self, run_state: RunState) -> None:
         self.run_state = run_state
-        logger.info("state of earlier runs: %d article rows (%s)", len(run_state.articles),
-                    json.dumps(run_state.articles.loaded_from))
+        logger.info("state of earlier runs: %d article rows, %d documents (%s)", len(run_state.articles),
+                    len(run_state.discovery), json.dumps(run_state.articles.loaded_from))
         self.stats.set(stats.STATE_ROWS, len(run_state.articles))
-        if self.on_state is not None:
-            self.on_state(run_state)
 
     def _recover_leftovers(self) -> None:
         """Publish what earlier runs left in the spool (same keys), their manifests last. Runs in a thread."""
@@ -223,12 +222,22 @@ class ArchivePipeline:
 
     def process_item(self, item):
         started = time.thread_time()
+        if isinstance(item, DiscoveredDocument):
+            self._discovered(item)
+            return item
         dataset = _DATASET_OF.get(type(item))
         if dataset is not None:
             self._write(dataset, item)
+            if isinstance(item, RejectRecord) and item.source_url and is_transient_failure(item.reason, item.http_status):
+                self.unsettled_sources.add(item.source_url)
         self._collect()
         self.cpu_seconds += time.thread_time() - started
         return item
+
+    def _discovered(self, document: DiscoveredDocument) -> None:
+        known = self.discovery.get(document.url)
+        if known is None or document.fetched_at.isoformat() >= known["fetched_at"]:
+            self.discovery[document.url] = discovery_entry(document)
 
     def write_records(self, records) -> None:
         for record in records:
@@ -311,6 +320,14 @@ class ArchivePipeline:
         self.stats.set(stats.ARCHIVE_CPU, round(self.cpu_seconds, 3))
         self.stats.set(stats.UPLOAD_CPU, round(self.upload_cpu_seconds, 3))
         status = "failed" if self.errors else ("complete" if reason == "finished" else "partial")
+        values = self.stats.values()
+        unreachable = stats.unreachable_sites(values)
+        self.stats.set(stats.UNREACHABLE_SITES, unreachable)
+        for site in unreachable:
+            logger.error("site %s was not reached: none of its start URLs could be fetched (DNS, connection, "
+                         "timeout, 5xx or 429; see the rejects)", site)
+        if status == "complete" and unreachable and unreachable == stats.started_sites(values):
+            status = "unreachable"  # nothing could be fetched: not a success a scheduler should see
         self.stats.set(stats.STATUS, status)
         manifest = build_manifest(
             crawl_id=self.crawl_id,
@@ -324,7 +341,7 @@ class ArchivePipeline:
             files=self.published,
             errors=self.errors,
         )
-        self._publish_state(spider, complete=status == "complete")
+        self._publish_state(complete=status == "complete")
         manifest["spooled_files"] = [_closed_entry(dataset, closed) for dataset, closed in self.spooled]
         manifest["recovered_runs"] = self.recovered
         data = manifest_bytes(manifest)
@@ -344,20 +361,25 @@ class ArchivePipeline:
             self.stats.set(stats.FAILURE, self._failure_line())
         self.spool.release()
 
-    def _publish_state(self, spider, *, complete: bool) -> None:
-        """Before the manifest: the feed and sitemap validators for the next run, and a new state snapshot
-        when too many data files are not covered by one. Validators only from a complete run: a run stopped
-        or failed midway has not archived every entry of its feeds, and a 304 next time would hide them."""
-        validators = getattr(spider, "discovery_validators", None)
+    def _publish_state(self, *, complete: bool) -> None:
+        """Before the manifest: the robots.txt, sitemaps and feeds this run read, for the next run's conditional
+        requests, and a new state snapshot when too many data files are not covered by one. Discovery state only
+        from a complete run: a run stopped or failed midway has not archived every entry of its feeds, and a 304
+        next time would hide them. A feed or sitemap an entry of which failed for now (5xx, timeout...) is kept
+        without validators, so the next run reads it whole and tries that entry again."""
         try:
-            if validators and complete:
-                self.store.put_bytes(f"{VALIDATORS_PREFIX}{self.crawl_id}.json", json.dumps(validators).encode())
-            new_files = sum(1 for dataset, _ in self.published if dataset == "articles")
+            if self.discovery and complete:
+                documents = {url: ({**entry, "etag": None, "last_modified": None} if url in self.unsettled_sources
+                                   else entry) for url, entry in self.discovery.items()}
+                self.store.put_bytes(f"{DISCOVERY_PREFIX}{self.crawl_id}.json", discovery_bytes(self.crawl_id, documents))
+            new_files = len(self.published)
             if self.run_state is not None and self.run_state.uncovered_files + new_files >= self.snapshot_files:
                 state, _ = load_state(self.store, near_distance=self.near_distance, near_window_days=0)
                 for name, data in state.snapshot_objects().items():  # manifest.json last: then it counts
                     self.store.put_bytes(f"{SNAPSHOT_PREFIX}{self.crawl_id}/{name}", data)
-                logger.info("wrote a state snapshot covering %d data files", len(state.files))
+                logger.info("wrote a state snapshot covering %d articles files, %d duplicates and %d rejects files",
+                            len(state.files), len(state.covered.get("duplicates", [])),
+                            len(state.covered.get("rejects", [])))
         except Exception as exc:  # the data is committed; state files are an optimisation built from it
             logger.warning("could not write state files: %s", redact(str(exc)))
 

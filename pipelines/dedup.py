@@ -11,6 +11,7 @@ a dictionary key. ``DedupPipeline`` is the Scrapy shell.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from crawler.items import ArticleRecord, DuplicateRecord, UrlAlias
 from crawler.signals import archive_records
 from pipelines import fingerprints, stats
 from pipelines.exceptions import ArchiveConfigError
-from pipelines.state import hash_key64, url_key64
+from pipelines.state import aliases_of, hash_key64
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +99,12 @@ class ArchiveIndex:
     def match_near(self, simhash: int) -> tuple[ArchivedRef, int] | None:
         return self._near.nearest(simhash)
 
-    def add(self, ref: ArchivedRef, *, content_hash: str, simhash: int) -> None:
+    def add(self, ref: ArchivedRef, *, content_hash: str, simhash: int, aliases=()) -> None:
+        """Remember an archived article under its canonical URL and ``aliases`` (other canonical URLs that led
+        to it: the URL it was fetched from, its redirect hops)."""
         self._by_url.setdefault(fingerprints.url_key(ref.canonical_url), ref)
+        for alias in aliases:
+            self._by_url.setdefault(fingerprints.url_key(alias), ref)
         self._by_hash.setdefault(bytes.fromhex(content_hash), ref)
         self._near.add(simhash, ref)
 
@@ -120,7 +125,7 @@ def find_duplicate(index: ArchiveIndex, article: ArticleRecord) -> tuple[str, Ar
 
 def find_earlier_duplicate(state, article: ArticleRecord) -> tuple[str, ArchivedRef, int | None] | None:
     """(kind, original, distance) when ``article`` duplicates what an earlier run archived: exact, then near.
-    The article's own earlier versions do not count."""
+    The article's own earlier versions do not count. Reads data files: call it in a thread."""
     position = state.find_hash(hash_key64(article.content_hash))
     if position is not None:
         archived = state.details(position)
@@ -134,12 +139,24 @@ def find_earlier_duplicate(state, article: ArticleRecord) -> tuple[str, Archived
     return None
 
 
+def earlier_article(state, canonical_url: str) -> tuple[str, object] | None:
+    """What an earlier run archived under ``canonical_url`` (or under a URL it is an alias of): (kind, the
+    archived row). Reads a data file: call it in a thread."""
+    known = state.known(canonical_url)
+    if known is None or known.position is None:
+        return None
+    return known.kind, state.details(known.position)
+
+
 class DedupPipeline:
     """ArticleRecord -> itself when new (and remembered), or a DuplicateRecord; UrlAlias -> DuplicateRecord.
 
     Aliases (links recognised as an already-requested canonical URL before
-    fetching) wait until that canonical URL has been archived; those whose
-    page turned out not to be an article are dropped at the end with a count.
+    fetching, redirects to a known URL) wait until that canonical URL has been
+    archived, unless an earlier run archived it; those whose page turned out
+    not to be an article are dropped at the end with a count. Lookups that read
+    the archive's data files run in a thread; the in-run index is only touched
+    on the reactor thread, and checked again after each wait.
     """
 
     def __init__(
@@ -164,6 +181,12 @@ class DedupPipeline:
 
     @classmethod
     def from_crawler(cls, crawler):
+        from pipelines.archive import ArchivePipeline
+
+        def earlier_state():
+            pipeline = crawler.get_item_pipeline(ArchivePipeline)
+            return pipeline.run_state if pipeline is not None else None
+
         settings = crawler.settings
         pipeline = cls(
             crawl_id=settings["ARCHIVE_CRAWL_ID"],
@@ -171,7 +194,7 @@ class DedupPipeline:
             max_pending_aliases=settings.getint("DEDUP_MAX_PENDING_ALIASES"),
             stats_collector=crawler.stats,
             signal_manager=crawler.signals,
-            earlier_state=lambda: getattr(crawler, "archive_state", None),
+            earlier_state=earlier_state,
         )
         crawler.signals.connect(pipeline.flush_aliases, signal=signals.spider_idle)
         return pipeline
@@ -182,39 +205,49 @@ class DedupPipeline:
         if records and self.signals is not None:
             self.signals.send_catch_log(archive_records, records=records)
 
-    def process_item(self, item):
-        started = time.thread_time()
-        try:
-            return self._process(item)
-        finally:
-            self.cpu_seconds += time.thread_time() - started
-
-    def close_spider(self) -> None:
-        self.flush_aliases()
-        self.stats.set(stats.DEDUP_CPU, round(self.cpu_seconds, 3))
-
-    def _process(self, item):
+    async def process_item(self, item):
         if isinstance(item, UrlAlias):
-            return self._alias(item)
+            return await self._alias(item)
         if not isinstance(item, ArticleRecord):
             return item
+        started = time.thread_time()
         match = find_duplicate(self.index, item)
+        self.cpu_seconds += time.thread_time() - started
         earlier = False
-        if match is None:
-            state = self.earlier_state()
-            if state is not None:
-                if self._known_version(state, item):
-                    raise DropItem(f"known article, body unchanged: {item.url}", log_level="DEBUG")
-                match = find_earlier_duplicate(state.articles, item)
+        state = self.earlier_state()
+        if match is None and state is not None:
+            known = await asyncio.to_thread(earlier_article, state.articles, item.canonical_url)
+            if known is not None:
+                kind, archived = known
+                ref = ArchivedRef(archived.article_id, archived.canonical_url, archived.crawl_id)
+                if kind == "article" and fingerprints.canonicalize_url(item.url) == item.canonical_url:
+                    if archived.content_hash == item.content_hash:  # a revisit found it unchanged
+                        self.stats.inc(stats.REVISIT_UNCHANGED)
+                        raise DropItem(f"known article, body unchanged: {item.url}", log_level="DEBUG")
+                    item.version = archived.version + 1  # a revisit found it changed: its next version
+                    item.first_seen_at = archived.first_seen_at
+                    self.stats.inc(stats.NEW_VERSIONS)
+                else:  # another URL of an archived article (a variant naming it canonical): recorded, not again
+                    match, earlier = ("url", ref, None), True
+            if match is None:
+                match = await asyncio.to_thread(find_earlier_duplicate, state.articles, item)
                 earlier = match is not None
+        if match is None:
+            match = find_duplicate(self.index, item)  # an article of this run may have been added meanwhile
         if match is None:
             self.index.add(
                 ArchivedRef(item.article_id, item.canonical_url, item.crawl_id),
                 content_hash=item.content_hash,
                 simhash=fingerprints.from_int64(item.simhash),
+                aliases=aliases_of(item.canonical_url, [item.url, *(item.redirect_urls or [])]),
             )
             return item
         kind, ref, distance = match
+        if kind == "url" and fingerprints.canonicalize_url(item.url) == ref.canonical_url:
+            # the original's own canonical URL, fetched after a variant of it (AMP...) was archived: the article
+            # row already names it; a duplicate of itself would say nothing true
+            self.stats.inc(stats.LINKS_TO_OWN_URL)
+            raise DropItem(f"canonical URL of an article archived from a variant: {item.url}", log_level="DEBUG")
         self.stats.inc(stats.duplicate(kind, earlier=earlier))
         return DuplicateRecord(
             url=item.url,
@@ -233,27 +266,27 @@ class DedupPipeline:
             discovered_via=item.discovered_via,
             detected_at=datetime.now(timezone.utc),
             crawl_id=self.crawl_id,
+            redirect_urls=list(item.redirect_urls or []),
         )
 
-    def _known_version(self, state, item: ArticleRecord) -> bool:
-        """A page whose canonical URL an earlier run archived: True when its body is unchanged (not archived
-        again); otherwise ``item`` becomes the next version of that article (same id, first_seen_at kept)."""
-        position = state.articles.find_url(url_key64(item.canonical_url))
-        if position is None:
-            return False
-        archived = state.articles.details(position)
-        if archived.content_hash == item.content_hash:
-            self.stats.inc(stats.REVISIT_UNCHANGED)
-            return True
-        item.version = archived.version + 1
-        item.first_seen_at = archived.first_seen_at
-        self.stats.inc(stats.NEW_VERSIONS)
-        return False
+    def close_spider(self) -> None:
+        self.flush_aliases()
+        self.stats.set(stats.DEDUP_CPU, round(self.cpu_seconds, 3))
 
-    def _alias(self, alias: UrlAlias):
+    async def _alias(self, alias: UrlAlias):
         ref = self.index.match_url(alias.canonical_url)
+        state = self.earlier_state()
+        if ref is None and state is not None:
+            known = await asyncio.to_thread(earlier_article, state.articles, alias.canonical_url)
+            ref = self.index.match_url(alias.canonical_url)  # this run may have archived it meanwhile
+            if ref is None and known is not None:
+                archived = known[1]
+                ref = ArchivedRef(archived.article_id, archived.canonical_url, archived.crawl_id)
         if ref is not None:
-            return self._alias_record(alias, ref)
+            record = self._alias_record(alias, ref)
+            if record is None:
+                raise DropItem(f"link to the canonical URL of an archived article: {alias.url}", log_level="DEBUG")
+            return record
         if self._pending_count >= self.max_pending_aliases:
             self.stats.inc(stats.duplicate("alias_unresolved"))
             raise DropItem(f"URL alias not resolved (pending limit reached): {alias.url}", log_level="DEBUG")
@@ -270,12 +303,19 @@ class DedupPipeline:
                 if ref is None:
                     self.stats.inc(stats.duplicate("alias_unresolved"))
                 else:
-                    records.append(self._alias_record(alias, ref))
+                    record = self._alias_record(alias, ref)
+                    if record is not None:
+                        records.append(record)
         self.pending_aliases.clear()
         self._pending_count = 0
         return records
 
-    def _alias_record(self, alias: UrlAlias, ref: ArchivedRef) -> DuplicateRecord:
+    def _alias_record(self, alias: UrlAlias, ref: ArchivedRef) -> DuplicateRecord | None:
+        """The url duplicate an alias stands for; None when the link is the original's own canonical URL (the
+        article was fetched under another URL first: its row says which), which is no duplicate of anything."""
+        if fingerprints.url_without_fragment(alias.url) == ref.canonical_url:
+            self.stats.inc(stats.LINKS_TO_OWN_URL)
+            return None
         self.stats.inc(stats.duplicate("url"))
         return DuplicateRecord(
             url=alias.url,
@@ -289,6 +329,5 @@ class DedupPipeline:
             discovered_via=alias.discovered_via,
             detected_at=alias.seen_at,
             crawl_id=self.crawl_id,
+            redirect_urls=list(alias.redirect_urls),
         )
-
-

@@ -352,6 +352,8 @@ class ExtractPipeline:
                 discovered_via=item.discovered_via,
                 fetched_at=item.fetched_at,
                 crawl_id=self.crawl_id,
+                source_url=item.source_url,
+                redirect_urls=list(item.redirect_urls),
             )
         self.stats.inc(stats.ARTICLES)
         return self.to_record(item, extraction.article)
@@ -406,6 +408,7 @@ class ExtractPipeline:
             content_hash=article.content_hash,
             simhash=fingerprints.to_int64(article.simhash),
             extractor_version=EXTRACTOR_VERSION,
+            redirect_urls=list(page.redirect_urls),
         )
 
 

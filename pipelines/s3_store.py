@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import logging
 import os
 import re
@@ -180,6 +181,18 @@ class S3Store:
             raise PublishError(f"could not read {key} from {self.uri}: {redact(str(exc))}") from None
         return target
 
+    def open_input(self, key: str) -> "S3RangeReader":
+        """A seekable reader of ``key``: each read is one ranged GET, so a Parquet footer and one row group
+        cost a few requests instead of a download of the file."""
+        full_key = self._key(key)
+        try:
+            head = self._head(full_key)
+        except (BotoCoreError, ClientError) as exc:
+            raise PublishError(f"could not read {key} from {self.uri}: {redact(str(exc))}") from None
+        if head is None:
+            raise PublishError(f"{key} is not in {self.uri}")
+        return S3RangeReader(self.client, self.bucket, full_key, head["ContentLength"], etag=head.get("ETag"))
+
     def exists(self, key: str) -> bool:
         return self._head(self._key(key)) is not None
 
@@ -260,3 +273,43 @@ class S3Store:
             raise PublishError(f"could not write {key} to {self.uri}: {redact(str(exc))}") from None
         if head is None or head["ContentLength"] != len(data) or head.get("Metadata", {}).get("sha256") != sha256:
             raise PublishError(f"{full_key}: stored object differs from what was written")
+
+
+class S3RangeReader(io.RawIOBase):
+    """A read-only, seekable file over one S3 object: ``readinto`` is a ranged GET (``If-Match`` its ETag, so a
+    replaced object fails instead of mixing two versions)."""
+
+    def __init__(self, client, bucket: str, key: str, size: int, *, etag: str | None = None) -> None:
+        super().__init__()
+        self._client, self._bucket, self._key, self._size, self._etag = client, bucket, key, size, etag
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        end = min(self._size, self._position + len(buffer))
+        if end <= self._position:
+            return 0
+        args = {"Bucket": self._bucket, "Key": self._key, "Range": f"bytes={self._position}-{end - 1}"}
+        if self._etag:
+            args["IfMatch"] = self._etag
+        try:
+            data = self._client.get_object(**args)["Body"].read()
+        except (BotoCoreError, ClientError) as exc:
+            raise OSError(f"could not read {self._key}: {redact(str(exc))}") from None
+        view = memoryview(buffer).cast("B")
+        view[: len(data)] = data
+        self._position += len(data)
+        return len(data)

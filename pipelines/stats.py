@@ -14,6 +14,9 @@ ARCHIVE_CPU = f"{PREFIX}/cpu/archive_seconds"  #: Parquet writing and publishing
 UPLOAD_CPU = f"{PREFIX}/cpu/upload_seconds"  #: publishing, in the upload threads
 EXTRACT_MAX_IN_FLIGHT = f"{PREFIX}/extract/max_in_flight"
 ALIASES = f"{PREFIX}/dedup/aliases_seen"
+#: an article's own canonical URL met after the article was archived from another URL of it (a tracking or AMP
+#: variant): no duplicates row, which would name the article as a copy of itself
+LINKS_TO_OWN_URL = f"{PREFIX}/aliases/own_url"
 ARTICLES_WRITTEN = f"{PREFIX}/articles/written"
 FILES_PUBLISHED = f"{PREFIX}/files/published"
 BYTES_PUBLISHED = f"{PREFIX}/files/bytes"
@@ -24,6 +27,11 @@ DISCOVERED = f"{PREFIX}/discovery"
 CRAWL_ID = f"{PREFIX}/crawl_id"
 SKIPPED_KNOWN = f"{PREFIX}/state/skipped_known"  #: article URLs archived by earlier runs, not fetched again
 SKIPPED_KNOWN_DUPLICATE = f"{PREFIX}/state/skipped_known_duplicate"  #: URLs earlier runs recorded as duplicates
+SKIPPED_ALIAS = f"{PREFIX}/state/skipped_alias"  #: other URLs of archived articles (redirect hops, variants)
+SKIPPED_FAILED = f"{PREFIX}/state/skipped_failed"  #: URLs that failed permanently, waiting out their back-off
+SKIPPED_UNCHANGED_SITEMAP = f"{PREFIX}/state/skipped_unchanged_sitemap"  #: child sitemaps whose lastmod is old
+REDIRECTS_TO_KNOWN = f"{PREFIX}/state/redirects_to_known"  #: redirects not followed: the target is known
+UNREACHABLE_SITES = f"{PREFIX}/unreachable_sites"  #: names of sites none of whose start URLs could be fetched
 REVISITS = f"{PREFIX}/state/revisits"  #: known articles fetched again (CRAWL_REVISIT_AFTER_DAYS)
 REVISIT_UNCHANGED = f"{PREFIX}/state/revisit_unchanged"
 NEW_VERSIONS = f"{PREFIX}/state/new_versions"
@@ -52,6 +60,25 @@ def duplicate(kind: str, *, earlier: bool = False) -> str:
 def discovered(via: str) -> str:
     """Documents read for discovery, by kind (html, feed, sitemap, robots)."""
     return f"{DISCOVERED}/{via}"
+
+
+def start_url(site: str, *, reached: bool) -> str:
+    """Start URLs of a site that were fetched (an answer below 500, 304 included) or could not be (DNS,
+    connection, timeout, 5xx or 429): ``archive/start/reached/<site>``, ``archive/start/unreachable/<site>``."""
+    return f"{PREFIX}/start/{'reached' if reached else 'unreachable'}/{site}"
+
+
+def unreachable_sites(values: dict) -> list[str]:
+    """Sites none of whose start URLs could be fetched, from a run's stats."""
+    reached = {k.removeprefix(f"{PREFIX}/start/reached/") for k in values if k.startswith(f"{PREFIX}/start/reached/")}
+    failed = {k.removeprefix(f"{PREFIX}/start/unreachable/") for k in values
+              if k.startswith(f"{PREFIX}/start/unreachable/")}
+    return sorted(failed - reached)
+
+
+def started_sites(values: dict) -> list[str]:
+    """Sites with at least one start URL tried."""
+    return sorted({k.split("/", 3)[3] for k in values if k.startswith(f"{PREFIX}/start/")})
 
 
 def rows(dataset: str) -> str:

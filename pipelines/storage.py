@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
 
 from pipelines.exceptions import BadArchiveURI, PublishError
@@ -73,6 +73,9 @@ class ArchiveStore(Protocol):
 
     def local_path(self, key: str, scratch: Path) -> Path:
         """A local file holding the object under ``key``: the file itself, or a download into ``scratch``."""
+
+    def open_input(self, key: str) -> BinaryIO:
+        """A seekable reader of the object under ``key`` that reads only the ranges asked for."""
 
 
 def check_key(key: str) -> str:
@@ -180,6 +183,10 @@ class LocalStore:
 
     def local_path(self, key: str, scratch: Path) -> Path:
         return self._path(key)
+
+    def open_input(self, key: str) -> BinaryIO:
+        """A seekable reader of ``key``: reads fetch only the ranges asked for (a Parquet footer, a row group)."""
+        return self._path(key).open("rb")
 
     def publish(self, local_path: Path, key: str, *, rows: int, sha256: str) -> PublishedFile:
         final = self._path(key)

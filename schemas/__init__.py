@@ -27,7 +27,7 @@ def _schema(dataset: str, version: int, fields: list[pa.Field]) -> pa.Schema:
 
 ARTICLES = _schema(
     "articles",
-    1,
+    2,
     [
         _field("article_id", pa.string(), "Stable id: first 32 hex digits of SHA-256 of canonical_url", nullable=False),
         _field("version", pa.int32(), "1 for the first capture; higher when a revisit found a changed body", nullable=False),
@@ -62,12 +62,13 @@ ARTICLES = _schema(
         _field("content_hash", pa.string(), "SHA-256 hex of the normalised body (NFKC, case-folded, whitespace collapsed)", nullable=False),
         _field("simhash", pa.int64(), "64-bit SimHash of the body (trafilatura's), stored as a signed int64", nullable=False),
         _field("extractor_version", pa.string(), "Versions of the extractor and this project, e.g. trafilatura/2.3.1 news-archive/0.1.0", nullable=False),
+        _field("redirect_urls", pa.list_(pa.string()), "URLs requested before url when the fetch was redirected, in order, the first as linked; empty when not redirected; null in files of schema version 1"),
     ],
 )
 
 DUPLICATES = _schema(
     "duplicates",
-    1,
+    2,
     [
         _field("url", pa.string(), "URL of the duplicate page (or of the link, for kind url found before fetching)", nullable=False),
         _field("canonical_url", pa.string(), "Canonical URL of the duplicate", nullable=False),
@@ -85,12 +86,13 @@ DUPLICATES = _schema(
         _field("discovered_via", pa.string(), "How the duplicate URL was found: start, link, feed or sitemap", nullable=False),
         _field("detected_at", UTC_TIMESTAMP, "When the duplicate was recognised, UTC", nullable=False),
         _field("crawl_id", pa.string(), "Id of the run that recognised it", nullable=False),
+        _field("redirect_urls", pa.list_(pa.string()), "URLs requested on the way, in order, the first as linked: to url for a fetched duplicate, to the original for a link recognised at its redirect; empty when none; null in files of schema version 1"),
     ],
 )
 
 REJECTS = _schema(
     "rejects",
-    1,
+    2,
     [
         _field("url", pa.string(), "URL of the page that did not become an article row", nullable=False),
         _field("domain", pa.string(), "Registered domain of url, lower case", nullable=False),
@@ -100,6 +102,8 @@ REJECTS = _schema(
         _field("discovered_via", pa.string(), "How the URL was found: start, link, feed or sitemap", nullable=False),
         _field("fetched_at", UTC_TIMESTAMP, "When the page was fetched, UTC", nullable=False),
         _field("crawl_id", pa.string(), "Id of the run", nullable=False),
+        _field("source_url", pa.string(), "The page, feed or sitemap the URL was found on; null for start URLs and in files of schema version 1"),
+        _field("redirect_urls", pa.list_(pa.string()), "URLs requested before url when the request was redirected, in order, the first as linked; empty when not redirected; null in files of schema version 1"),
     ],
 )
 

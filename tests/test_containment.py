@@ -28,6 +28,7 @@ from twisted.internet import defer
 from twisted.internet._resolver import SimpleResolverComplexifier
 
 from conftest import TEST_SETTINGS, run_crawl
+from crawler import settings as project_settings
 from crawler import documents
 from crawler.containment import (
     AddressPolicy,
@@ -232,9 +233,7 @@ def test_resolver_alone_refuses_what_the_middleware_would(tmp_path):
     """With the middleware switched off, the resolver still gives Twisted no private address to connect to."""
     with LocalSite() as site, LocalSite(host="127.0.0.2") as other:
         site.pages["/"] = Page(body=b"", status=302, headers={"Location": other.base_url + "/"})
-        middlewares = {"crawler.containment.ContainmentMiddleware": None,
-                       "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
-                       "crawler.robotstxt.StrictRobotsTxtMiddleware": 100}
+        middlewares = {**project_settings.DOWNLOADER_MIDDLEWARES, "crawler.containment.ContainmentMiddleware": None}
         result = run_crawl(tmp_path / "archive", [site.base_url + "/", other.base_url + "/"],
                            settings={"ALLOW_PRIVATE_NETWORKS": "127.0.0.1/32", "RETRY_TIMES": "0",
                                      "DOWNLOADER_MIDDLEWARES": json.dumps(middlewares)})
@@ -260,8 +259,8 @@ def test_the_spider_requests_no_other_scheme():
 
     spider = NewsSpider(start_urls="http://127.0.0.1:1/")
     spider.crawler = SimpleNamespace()  # no stats, no state of earlier runs
-    assert all(spider._request(url, via="link", source=None, depth=1) is None for url in OTHER_SCHEMES)
-    assert spider._request("http://127.0.0.1:1/a", via="link", source=None, depth=1) is not None
+    assert all(spider._request(url, role="entry", via="link", source=None, depth=1) is None for url in OTHER_SCHEMES)
+    assert spider._request("http://127.0.0.1:1/a", role="entry", via="link", source=None, depth=1) is not None
 
 
 def test_a_redirect_to_another_scheme_is_not_followed():

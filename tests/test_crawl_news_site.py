@@ -183,4 +183,4 @@ def test_archive_layout_and_nothing_half_written(news_crawl):
         metadata = pq.ParquetFile(path).metadata
         assert metadata.row_group(0).column(0).compression == "ZSTD"
         assert pq.read_schema(path).equals(ARTICLES, check_metadata=False)
-        assert pq.read_schema(path).metadata[b"news_archive.schema_version"] == b"1"
+        assert pq.read_schema(path).metadata[b"news_archive.schema_version"] == b"2"

@@ -53,8 +53,8 @@ def test_document_kind_from_content(body, url, content_type, expected):
 
 
 def test_sitemaps_and_feeds_are_read():
-    assert documents.sitemap_entries(SITEMAP_INDEX) == ("sitemapindex", ["https://e.com/sitemap-news.xml"])
-    assert documents.sitemap_entries(NEWS_SITEMAP) == ("urlset", ["https://e.com/2024/05/03/a/"])
+    assert documents.sitemap_entries(SITEMAP_INDEX) == ("sitemapindex", [("https://e.com/sitemap-news.xml", None)])
+    assert documents.sitemap_entries(NEWS_SITEMAP) == ("urlset", [("https://e.com/2024/05/03/a/", None)])
     assert documents.feed_entries(RSS) == ["https://e.com/a/", "https://e.com/b/"]
     assert documents.feed_entries(ATOM) == ["https://e.com/a/", "https://e.com/c/"]
     assert documents.feed_entries(RDF) == ["https://e.com/r/"]

@@ -356,8 +356,8 @@ EXPECTED = {
     ],
     "articles of complete runs only": [(3,)],
     "schema version of every articles file": [
-        ("archive/articles/dt=2026-11-24/x-00001.parquet", "1"),
-        ("archive/articles/dt=2026-11-25/y-00001.parquet", "1"),
+        ("archive/articles/dt=2026-11-24/x-00001.parquet", "2"),
+        ("archive/articles/dt=2026-11-25/y-00001.parquet", "2"),
     ],
 }
 

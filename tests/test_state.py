@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import signal
 import subprocess
 import time
@@ -43,17 +45,27 @@ def crawl(site: LocalSite, archive, tmp_path, **settings) -> CrawlResult:
     return result
 
 
+def without_links_to(page, paths):
+    """``page`` without the listing items that link ``paths`` (pages the site does not have yet)."""
+    body = page.body
+    for path in paths:
+        body = re.sub(rb'<li class="post-summary">(?:(?!</li>).)*?' + re.escape(path.encode()) + rb'.*?</li>', b"",
+                      body, flags=re.S)
+    return dataclasses.replace(page, body=body)
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("state")
     site = LocalSite()
     spec = build_news_site(site.start())
     all_pages = dict(spec.pages)
-    site.pages.update({path: page for path, page in all_pages.items() if path not in spec.near_copies})
+    site.pages.update({path: without_links_to(page, spec.near_copies) for path, page in all_pages.items()
+                       if path not in spec.near_copies})
     archive = tmp_path / "archive"
     first = crawl(site, archive, tmp_path)
     first.crawl_id = first.manifests()[-1]["crawl_id"]
-    site.pages.update({path: all_pages[path] for path in spec.near_copies})  # a syndicated copy appears
+    site.pages.update(all_pages)  # a syndicated copy appears, and the politics page links it
     statuses_before = Counter(site.statuses)
     second = crawl(site, archive, tmp_path)
     second.statuses = Counter(site.statuses) - statuses_before

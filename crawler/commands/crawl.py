@@ -5,8 +5,10 @@ arguments and an unusable ARCHIVE_URI with one line and exit code 2 before
 anything is fetched, exits 1 when the archive could not be written (a
 file not published, a row refused, the manifest not written), and exits 3
 when the run was stopped before its end (SIGTERM or SIGINT: what was complete
-is published, the manifest says "partial"; a second signal exits at once), so
-cron, Kubernetes and Airflow see a failed or cut-short run.
+is published, the manifest says "partial"; a second signal exits at once), and
+exits 4 when no site could be reached at all (every start URL failed: DNS,
+connection, timeout, 5xx; the manifest says "unreachable"), so cron,
+Kubernetes and Airflow see a failed, cut-short or empty run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pipelines.storage import check_crawl_id
 EXIT_FAILED = 1  #: the archive was not fully written
 EXIT_REFUSED = 2  #: bad arguments or an unusable ARCHIVE_URI, refused before any fetch
 EXIT_PARTIAL = 3  #: stopped before the end (a signal); what was complete is published
+EXIT_UNREACHABLE = 4  #: no site could be reached: every start URL failed (DNS, connection, timeout, 5xx)
 
 
 def check_before_crawl(settings, spider_args: dict) -> None:
@@ -61,10 +64,18 @@ class Command(ScrapyCrawlCommand):
         if args[0] != "news":
             return
         status = crawler.stats.get_value(stats.STATUS) if crawler.stats else None
+        unreachable = crawler.stats.get_value(stats.UNREACHABLE_SITES) if crawler.stats else None
+        for site in unreachable or []:
+            print(f"news-archive: site {site} was not reached: none of its start URLs could be fetched",
+                  file=sys.stderr)
         if status == "failed":
             reason = crawler.stats.get_value(stats.FAILURE) or "see the log"
             print(f"news-archive: the archive was not fully written: {reason}", file=sys.stderr)
             self.exitcode = EXIT_FAILED
+        elif status == "unreachable":
+            print("news-archive: no site could be reached (DNS, connection, timeout or 5xx on every start URL); "
+                  "nothing was archived", file=sys.stderr)
+            self.exitcode = EXIT_UNREACHABLE
         elif status != "complete":
             how = "its complete files are published" if status == "partial" else "stopped at once"
             print(f"news-archive: the run was stopped before its end ({how}); the next run goes on from the "

@@ -4,9 +4,13 @@
 start URL may be a home or section page, an RSS/Atom feed, a sitemap, sitemap
 index or Google News sitemap, or a robots.txt; the response says which.
 Links are followed within the start sites, up to ``CRAWL_MAX_LINK_DEPTH`` HTML
-hops; feed and sitemap entries are fetched but not followed further. A link
-whose canonical URL was already requested is not fetched again; it is handed
-on as a ``UrlAlias`` so the archive records it.
+hops; feed and sitemap entries are fetched but not followed further.
+
+The spider does not decide what is worth fetching: each request says what it
+is for (``crawler.meta.ROLE``) and the known-URL filter (``crawler/known.py``)
+drops what this run or the archive already has. Every robots.txt, sitemap and
+feed read is handed on as a ``DiscoveredDocument`` for the next run; one that
+answers 304 leads to the sitemaps the last run saw in it.
 """
 
 from __future__ import annotations
@@ -21,14 +25,14 @@ import scrapy
 from scrapy.linkextractors import LinkExtractor
 
 from crawler import documents
-from crawler.failures import classify_failure
-from crawler.items import FetchedPage, RejectRecord, UrlAlias
+from crawler import meta as request_meta
+from crawler.failures import classify_failure, is_unreachable
+from crawler.items import DiscoveredDocument, FetchedPage, RejectRecord
 from crawler.sites import Site, load_sites_file, sites_from_start_urls
 from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError
+from pipelines.fingerprints import canonicalize_url, registered_domain
 from pipelines.pagetype import url_shape
-from pipelines.state import url_key64
-from pipelines.fingerprints import canonicalize_url, registered_domain, url_key, url_without_fragment
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +44,6 @@ def new_crawl_id(now: datetime | None = None) -> str:
     """Sortable and unique: ``20261125T143800Z-3f9a1c``."""
     now = now or datetime.now(timezone.utc)
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-
-
-def conditional_headers(etag: str | None, last_modified: str | None) -> dict[str, str]:
-    headers = {}
-    if etag:
-        headers["If-None-Match"] = etag
-    if last_modified:
-        headers["If-Modified-Since"] = last_modified
-    return headers
 
 
 def _header(response, name: bytes) -> str | None:
@@ -76,9 +71,6 @@ class NewsSpider(scrapy.Spider):
         self.allowed_domains = sorted({host for site in self.sites for host in site.hosts}
                                       | {domain for site in self.sites for domain in site.domains})
         self._site_by_domain = {domain: site for site in self.sites for domain in site.domains | site.hosts}
-        self._requested: dict[bytes, bytes] = {}  # canonical URL key -> key of the URL first requested for it
-        self._aliases_seen: set[bytes] = set()
-        self.discovery_validators: dict[str, dict] = {}  #: published by the archive pipeline for the next run
 
     @classmethod
     def update_settings(cls, settings) -> None:
@@ -99,7 +91,6 @@ class NewsSpider(scrapy.Spider):
                                       restrict_xpaths=f"({_LINKS_XPATH})[position() <= {spider.max_links}]")
         spider.crawl_id = crawler.settings["ARCHIVE_CRAWL_ID"]
         spider.xml_max_size = crawler.settings.getint("DOWNLOAD_MAXSIZE")
-        spider.revisit_after_days = crawler.settings.getint("CRAWL_REVISIT_AFTER_DAYS")
         if not crawler.settings.get("CRAWL_CONTACT"):
             logger.warning("CRAWL_CONTACT is not set: site owners cannot reach you; set it to a URL or e-mail")
         return spider
@@ -107,8 +98,9 @@ class NewsSpider(scrapy.Spider):
     async def start(self):
         for site in self.sites:
             for url in site.start_urls:
-                request = self._request(url, via="start", source=None, depth=0, rules=False)
-                if isinstance(request, scrapy.Request):
+                request = self._request(url, role=request_meta.START, via="start", source=None, depth=0)
+                if request is not None:
+                    request.meta[request_meta.SITE] = site.name
                     yield request
 
     # --- requests ------------------------------------------------------------------------------------------
@@ -117,84 +109,73 @@ class NewsSpider(scrapy.Spider):
         host = (urlsplit(url).hostname or "").lower()
         return self._site_by_domain.get(host) or self._site_by_domain.get(registered_domain(url))
 
-    def _request(self, url: str, *, via: str, source: str | None, depth: int, rules: bool = True):
-        """A request for ``url`` unless it is off-site, refused by the site's rules, or already requested
-        (then a ``UrlAlias`` when it is another URL of the same canonical URL)."""
+    def _request(self, url: str, *, role: str, via: str, source: str | None, depth: int,
+                 lastmod: str | None = None) -> scrapy.Request | None:
+        """A request for ``url`` unless it is off-site or, for an entry, refused by the site's rules."""
         if urlsplit(url).scheme not in ("http", "https"):
             return None
         site = self._site_for(url)
-        if site is None or (rules and not site.allows(url)):
+        if site is None or (role == request_meta.ENTRY and not site.allows(url)):
             return None
-        canonical = canonicalize_url(url)
-        meta = {"discovered_via": via, "source_url": source, "link_depth": depth}
-        headers = {}
-        state = self._state()
-        if rules and state is not None:
-            known = state.articles.find_url(url_key64(canonical))
-            if known is None and state.articles.is_known_duplicate(url_key64(canonical)):
-                self.crawler.stats.inc_value(stats.SKIPPED_KNOWN_DUPLICATE)
-                return None
-            if known is not None:
-                if not self._revisit_due(state, known):
-                    self.crawler.stats.inc_value(stats.SKIPPED_KNOWN)
-                    return None
-                archived = state.articles.details(known)
-                headers = conditional_headers(archived.http_etag, archived.http_last_modified)
-                meta.update(revisit=True, handle_httpstatus_list=[304])
-        key = url_key(canonical)
-        raw = url_key(url_without_fragment(url))
-        first = self._requested.get(key)
-        if first is not None:
-            if first != raw and raw not in self._aliases_seen:
-                self._aliases_seen.add(raw)
-                return UrlAlias(url=url, canonical_url=canonical, discovered_via=via, seen_at=datetime.now(timezone.utc))
-            return None
-        self._requested[key] = raw
-        if meta.get("revisit"):
-            self.crawler.stats.inc_value(stats.REVISITS)
-        if not rules and state is not None and url in state.validators:
-            headers = conditional_headers(state.validators[url].get("etag"), state.validators[url].get("last_modified"))
-            meta["handle_httpstatus_list"] = [304]
-        return scrapy.Request(url, callback=self.parse, errback=self.failed, meta=meta, headers=headers or None)
-
-    def _state(self):
-        """What earlier runs archived (loaded by the archive pipeline before the first request), or None."""
-        return getattr(self.crawler, "archive_state", None)
-
-    def _revisit_due(self, state, position: int) -> bool:
-        if self.revisit_after_days <= 0:
-            return False
-        today = int(datetime.now(timezone.utc).timestamp()) // 86_400
-        return today - state.articles.fetched_day(position) >= self.revisit_after_days
+        meta = {"discovered_via": via, "source_url": source, "link_depth": depth, request_meta.ROLE: role}
+        if lastmod:
+            meta[request_meta.SITEMAP_LASTMOD] = lastmod
+        return scrapy.Request(url, callback=self.parse, errback=self.failed, meta=meta)
 
     # --- responses -----------------------------------------------------------------------------------------
 
     def failed(self, failure):
         """A request that ended without a page (download error, size limit, error status, refused by a
-        middleware): counted and kept in ``rejects`` with its reason, never lost silently."""
+        middleware): counted and kept in ``rejects`` with its reason, never lost silently. An exception that
+        stands for a record of its own (a redirect to a URL already known) hands that record on instead."""
         request = failure.request
+        record = getattr(failure.value, "record", None)
+        if record is not None:
+            yield record
+            return
         outcome = classify_failure(failure.value)
+        if is_unreachable(outcome):  # (crawler/reachability.py counts the start URLs that were answered)
+            self._count_start(request, reached=False)
         detail = outcome.detail
         if request.meta.get("redirect_urls"):
             detail = f"{detail} (redirected from {request.meta['redirect_urls'][0]})"
         logger.info("Dropped %s: %s (%s)", request.url, outcome.reason, detail)
         self.crawler.stats.inc_value(stats.dropped(outcome.reason))
-        yield self._reject(request.url, outcome.reason, detail[:1000], outcome.http_status,
-                           request.meta.get("discovered_via", "start"))
-
-    def _reject(self, url: str, reason: str, detail: str | None, http_status: int | None, via: str) -> RejectRecord:
-        return RejectRecord(
-            url=url,
-            domain=registered_domain(url),
-            reason=reason,
-            detail=detail,
-            http_status=http_status,
-            discovered_via=via,
+        yield RejectRecord(
+            url=request.url,
+            domain=registered_domain(request.url),
+            reason=outcome.reason,
+            detail=detail[:1000],
+            http_status=outcome.http_status,
+            discovered_via=request.meta.get("discovered_via", "start"),
             fetched_at=datetime.now(timezone.utc),
             crawl_id=self.crawl_id,
+            source_url=request.meta.get("source_url"),
+            redirect_urls=list(request.meta.get("redirect_urls", [])),
+        )
+
+    def _count_start(self, request, *, reached: bool) -> None:
+        site = request.meta.get(request_meta.SITE)
+        if site is not None and request.meta.get(request_meta.ROLE) == request_meta.START:
+            self.crawler.stats.inc_value(stats.start_url(site, reached=reached))
+
+    def _reject(self, response, reason: str, detail: str | None) -> RejectRecord:
+        return RejectRecord(
+            url=response.url,
+            domain=registered_domain(response.url),
+            reason=reason,
+            detail=detail,
+            http_status=response.status,
+            discovered_via=response.meta.get("discovered_via", "start"),
+            fetched_at=datetime.now(timezone.utc),
+            crawl_id=self.crawl_id,
+            source_url=response.meta.get("source_url"),
+            redirect_urls=list(response.meta.get("redirect_urls", [])),
         )
 
     def parse(self, response):
+        if response.request is not None and response.status < 500:  # (also counted by crawler/reachability.py)
+            self._count_start(response.request, reached=True)
         yield from (output for output in self._parse(response) if output is not None)
 
     def _parse(self, response):
@@ -202,26 +183,42 @@ class NewsSpider(scrapy.Spider):
         depth = response.meta.get("link_depth", 0)
         if response.status == 304:
             self.crawler.stats.inc_value(stats.NOT_MODIFIED)
+            known = response.meta.get(request_meta.KNOWN_DOCUMENT)
+            if known is not None:  # unchanged since the last run: the sitemaps it listed then, each asked anew
+                children = [tuple(child) for child in known.get("children", [])]
+                yield self._document(response, known["kind"], children, etag=known.get("etag"),
+                                     last_modified=known.get("last_modified"))
+                yield from self._child_sitemaps(response.url, children, depth)
             return
         try:
             body = documents.xml_body(response, self.xml_max_size)
         except documents.DocumentTooLarge as exc:  # a gzip bomb: counted and recorded, the crawl goes on
             self.crawler.stats.inc_value(stats.dropped("too_large"))
-            yield self._reject(response.url, "too_large", str(exc), response.status, via)
+            yield self._reject(response, "too_large", str(exc))
             return
         kind = documents.document_kind(response, body)
         self.crawler.stats.inc_value(stats.discovered(kind))
         if kind == "robots":
-            for url in documents.robots_sitemaps(body, response.url):
-                yield self._request(url, via="sitemap", source=response.url, depth=depth, rules=False)
+            children = [(url, None) for url in documents.robots_sitemaps(body, response.url)]
+            yield self._document(response, "robots", children)
+            yield from self._child_sitemaps(response.url, children, depth)
         elif kind == "sitemap":
-            self._remember_validators(response)
-            yield from self._parse_sitemap(response, body, depth)
+            sitemap_type, entries = documents.sitemap_entries(body)
+            entries = [(urljoin(response.url, url), lastmod) for url, lastmod in entries]
+            if sitemap_type == "sitemapindex":
+                yield self._document(response, "sitemapindex", entries)
+                yield from self._child_sitemaps(response.url, entries, depth)
+            else:
+                yield self._document(response, "urlset", [])
+                for url, _ in entries:
+                    yield self._request(url, role=request_meta.ENTRY, via="sitemap", source=response.url,
+                                        depth=self._entry_depth(url))
         elif kind == "feed":
-            self._remember_validators(response)
+            yield self._document(response, "feed", [])
             for url in documents.feed_entries(body):
                 url = urljoin(response.url, url)
-                yield self._request(url, via="feed", source=response.url, depth=self._entry_depth(url))
+                yield self._request(url, role=request_meta.ENTRY, via="feed", source=response.url,
+                                    depth=self._entry_depth(url))
         elif kind == "html":
             yield self._page(response, via)
             if depth < self.max_link_depth:
@@ -230,30 +227,28 @@ class NewsSpider(scrapy.Spider):
             reason = "not_html" if body.strip() else "empty"
             self.crawler.stats.inc_value(stats.dropped(reason))
             content_type = response.headers.get(b"Content-Type", b"").decode("latin-1")[:200] or None
-            yield self._reject(response.url, reason, content_type, response.status, via)
+            yield self._reject(response, reason, content_type)
 
-    def _parse_sitemap(self, response, body: bytes, depth: int):
-        sitemap_type, urls = documents.sitemap_entries(body)
-        for url in urls:
-            url = urljoin(response.url, url)
-            if sitemap_type == "sitemapindex":
-                yield self._request(url, via="sitemap", source=response.url, depth=depth, rules=False)
-            else:
-                yield self._request(url, via="sitemap", source=response.url, depth=self._entry_depth(url))
+    def _child_sitemaps(self, source: str, children: list[tuple[str, str | None]], depth: int):
+        for url, lastmod in children:
+            yield self._request(url, role=request_meta.DISCOVERY, via="sitemap", source=source, depth=depth,
+                                lastmod=lastmod)
 
     def _entry_depth(self, url: str) -> int:
         """Feed and sitemap entries are fetched, not followed; a listing page among them gets one hop."""
         return self.max_link_depth - 1 if url_shape(url) == "listing" else self.max_link_depth
 
-    def _remember_validators(self, response) -> None:
-        """ETag / Last-Modified of a feed or sitemap, for the next run's conditional request."""
-        etag = response.headers.get(b"ETag")
-        modified = response.headers.get(b"Last-Modified")
-        if etag or modified:
-            self.discovery_validators[response.url] = {
-                "etag": etag.decode("latin-1") if etag else None,
-                "last_modified": modified.decode("latin-1") if modified else None,
-            }
+    def _document(self, response, kind: str, children, *, etag: str | None = None,
+                  last_modified: str | None = None) -> DiscoveredDocument:
+        """What the next run needs of this robots.txt, sitemap or feed: validators, and the sitemaps it lists."""
+        return DiscoveredDocument(
+            url=response.url,
+            kind=kind,
+            fetched_at=datetime.now(timezone.utc),
+            etag=_header(response, b"ETag") or etag,
+            last_modified=_header(response, b"Last-Modified") or last_modified,
+            children=list(children),
+        )
 
     def _page(self, response, via: str) -> FetchedPage:
         return FetchedPage(
@@ -269,15 +264,15 @@ class NewsSpider(scrapy.Spider):
             http_etag=_header(response, b"ETag"),
             http_last_modified=_header(response, b"Last-Modified"),
             revisit=bool(response.meta.get("revisit")),
+            redirect_urls=list(response.meta.get("redirect_urls", [])),
         )
 
     def _follow_links(self, response, depth: int):
         if float(response.xpath(f"count({_LINKS_XPATH})").get()) > self.max_links:
             self.crawler.stats.inc_value(stats.discovered("links_capped"))
         for link in self.link_extractor.extract_links(response):
-            yield self._request(link.url, via="link", source=response.url, depth=depth)
+            yield self._request(link.url, role=request_meta.ENTRY, via="link", source=response.url, depth=depth)
         for element in response.xpath('//head/link[@rel="alternate"][@href]'):
             if _FEED_TYPES.search(element.attrib.get("type", "")):
-                yield self._request(
-                    response.urljoin(element.attrib["href"]), via="feed", source=response.url, depth=depth, rules=False
-                )
+                yield self._request(response.urljoin(element.attrib["href"]), role=request_meta.DISCOVERY,
+                                    via="feed", source=response.url, depth=depth)
