@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 
 from conftest import REPO, TEST_SETTINGS, run_crawl
+from crawler.localsite import LocalSite, Page
 from newssite import REFERENCE_PATH
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
@@ -132,3 +134,48 @@ def test_no_secret_in_logs_stats_or_manifest(news_site, tmp_path):
     assert "AWS_SECRET_ACCESS_KEY" in result.stderr, "the overridden setting is logged, masked"
     assert secret not in result.stdout + result.stderr
     assert secret not in (tmp_path / "archive" / "runs").joinpath(next((tmp_path / "archive" / "runs").iterdir()).name).read_text()
+
+
+def refusing_port(host: str = "127.0.0.1") -> socket.socket:
+    """A socket bound to a port on ``host`` that does not listen: every connection to it is refused."""
+    sock = socket.socket()
+    sock.bind((host, 0))
+    return sock
+
+
+def test_a_run_that_reaches_no_site_says_so_and_exits_4(tmp_path):
+    with refusing_port() as closed:
+        base = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        result = run_crawl(tmp_path / "archive", [base + "/", base + "/feed/"], settings={"RETRY_TIMES": "0"})
+    assert result.returncode == 4, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-2:]
+    assert last == ["news-archive: site 127.0.0.1 was not reached: none of its start URLs could be fetched",
+                    "news-archive: no site could be reached (DNS, connection, timeout or 5xx on every start URL); "
+                    "nothing was archived"]
+    [manifest] = result.manifests()
+    assert manifest["status"] == "unreachable" and manifest["unreachable_sites"] == ["127.0.0.1"]
+    assert sorted((r["url"], r["reason"]) for r in result.rows("rejects")) == [
+        (base + "/", "robots_unavailable"), (base + "/feed/", "robots_unavailable")]
+
+
+def test_an_unreachable_site_among_others_is_named_and_the_run_succeeds(tmp_path):
+    with LocalSite() as site, refusing_port("127.0.0.2") as closed:
+        site.pages["/"] = Page(body=b"<html><body><h1>Front page</h1><p>Nothing new today.</p></body></html>")
+        gone = f"http://127.0.0.2:{closed.getsockname()[1]}/"
+        result = run_crawl(tmp_path / "archive", [site.base_url + "/", gone], settings={"RETRY_TIMES": "0"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "news-archive: site 127.0.0.2 was not reached: none of its start URLs could be fetched")
+    [manifest] = result.manifests()
+    assert manifest["status"] == "complete" and manifest["unreachable_sites"] == ["127.0.0.2"]
+
+
+def test_a_site_answering_503_is_unreachable_and_one_answering_404_is_not(tmp_path):
+    with LocalSite() as busy, LocalSite(host="127.0.0.2") as empty:
+        busy.pages["/robots.txt"] = Page(body=b"", status=404)
+        busy.pages["/"] = Page(body=b"<html><body>Down for maintenance</body></html>", status=503)
+        result = run_crawl(tmp_path / "archive", [busy.base_url + "/", empty.base_url + "/nothing-here/"],
+                           settings={"RETRY_TIMES": "0"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    [manifest] = result.manifests()
+    assert manifest["unreachable_sites"] == ["127.0.0.1"], "the 404 site answered; the 503 one did not"

@@ -206,3 +206,66 @@ def test_discovery_documents_and_revisits_are_redirected_as_usual(archive):
     revisit = entry("/2026/11/25/story-2/", revisit=True)
     response = redirect(revisit, BASE + "/2026/11/25/story-1/")
     assert middleware.process_response(revisit, response) is response
+
+
+# --- the dedup step against the archive ------------------------------------------------------------------------
+
+def dedup(archive, stats: Stats):
+    from pipelines.dedup import DedupPipeline
+
+    return DedupPipeline(crawl_id="run2", near_distance=7, stats_collector=stats, earlier_state=lambda: archive)
+
+
+def process(pipeline, item):
+    from scrapy.exceptions import DropItem
+
+    async def go():
+        try:
+            return await pipeline.process_item(item)
+        except DropItem as exc:
+            return exc
+
+    return asyncio.run(go())
+
+
+def test_a_variant_naming_an_archived_article_canonical_is_recorded_as_its_url_duplicate(archive, monkeypatch):
+    threads = []
+    details = archive.articles.details
+
+    def recording(position):
+        threads.append(threading.current_thread())
+        return details(position)
+
+    monkeypatch.setattr(archive.articles, "details", recording)
+    stats = Stats()
+    original = article(1)
+    variant = dataclasses.replace(article(1, crawl_id="run2"), url=BASE + "/2026/11/25/story-1/?amp=1")
+    record = process(dedup(archive, stats), variant)
+    assert (record.kind, record.url, record.fetched) == ("url", variant.url, True)
+    assert (record.duplicate_of_url, record.duplicate_of_crawl_id) == (original.canonical_url, "run1")
+    assert stats["archive/dedup_earlier/url"] == 1
+    assert threads and threading.main_thread() not in threads, "the data file is read in a thread"
+
+
+def test_a_revisit_writes_a_new_version_only_when_the_body_changed(archive):
+    stats = Stats()
+    pipeline = dedup(archive, stats)
+    unchanged = article(2, crawl_id="run2")
+    assert "body unchanged" in str(process(pipeline, unchanged))
+    changed = article(2, body="A corrected story two, with a paragraph added at the end.", crawl_id="run2")
+    assert process(pipeline, changed) is changed and changed.version == 2
+    assert stats["archive/state/revisit_unchanged"] == 1 and stats["archive/state/new_versions"] == 1
+
+
+def test_an_alias_of_an_archived_article_names_it_and_a_link_to_its_own_canonical_url_gives_no_row(archive):
+    stats = Stats()
+    pipeline = dedup(archive, stats)
+    hop = UrlAlias(url=BASE + "/p/71", canonical_url=BASE + "/2026/11/25/story-1/", discovered_via="link",
+                   seen_at=NOW, redirect_urls=[BASE + "/p/71"])
+    record = process(pipeline, hop)
+    assert (record.kind, record.url, record.fetched, record.redirect_urls) == ("url", hop.url, False, hop.redirect_urls)
+    assert record.duplicate_of_url == BASE + "/2026/11/25/story-1/"
+    own = UrlAlias(url=BASE + "/2026/11/25/story-1/", canonical_url=BASE + "/2026/11/25/story-1/",
+                   discovered_via="link", seen_at=NOW)
+    assert "canonical URL of an archived article" in str(process(pipeline, own))
+    assert stats["archive/aliases/own_url"] == 1
