@@ -13,6 +13,7 @@ files, and published by the next run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -23,7 +24,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from scrapy import signals
-from twisted.internet import threads
 
 from crawler.items import ArticleRecord, DiscoveredDocument, DuplicateRecord, RejectRecord
 from pipelines import spool as spooling
@@ -138,9 +138,9 @@ class ArchivePipeline:
 
     # --- start: this run's spool, then the leftovers of earlier runs --------------------------------------
 
-    def open_spider(self, spider=None):
+    async def open_spider(self, spider=None) -> None:
         self.open_files()
-        return threads.deferToThread(self._prepare).addCallback(self._state_loaded)
+        self._state_loaded(await asyncio.to_thread(self._prepare))  # reads the store: off the reactor
 
     def open_files(self) -> None:
         """Lock this run's spool folder and make one writer per dataset."""
@@ -293,9 +293,10 @@ class ArchivePipeline:
     # hand over records (the dedup step's pending aliases, on a shutdown): files are closed on spider_closed,
     # once every pipeline has closed.
 
-    def spider_closed(self, spider, reason: str):
+    async def spider_closed(self, spider, reason: str) -> None:
         self.close_files()
-        return threads.deferToThread(self.executor.shutdown, wait=True).addCallback(lambda _: self.finish(reason, spider))
+        await asyncio.to_thread(self.executor.shutdown, wait=True)  # every upload has ended
+        self.finish(reason, spider)
 
     def close_files(self) -> None:
         """Close every open file (each then published in the background); a file that fails is discarded."""

@@ -1,12 +1,12 @@
 """Dedup step: an article already archived under another URL, with the same body, or a near copy of one,
 becomes a ``DuplicateRecord`` instead of a second row.
 
-``ArchiveIndex`` is the core: what has been archived (this run so far; later
-runs will load earlier runs into it), looked up by canonical URL, by content
-hash and by SimHash within a Hamming distance. ``SimhashIndex`` answers the
-last in sub-linear time with the pigeonhole trick: two 64-bit hashes within
-distance k agree exactly on at least one of k+1 bit blocks, so each block is
-a dictionary key. ``DedupPipeline`` is the Scrapy shell.
+``ArchiveIndex`` is the core: what this run has archived so far, looked up by
+canonical URL (and the other URLs that led to each article), by content hash
+and by SimHash within a Hamming distance (``fingerprints.SimhashIndex``, the
+same index the archive state uses for earlier runs). ``DedupPipeline`` is the
+Scrapy shell; it asks the archive state (``pipelines/state.py``) about earlier
+runs.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from scrapy.exceptions import DropItem
 from crawler.items import ArticleRecord, DuplicateRecord, UrlAlias
 from crawler.signals import archive_records
 from pipelines import fingerprints, stats
-from pipelines.exceptions import ArchiveConfigError
 from pipelines.state import aliases_of, hash_key64
 
 logger = logging.getLogger(__name__)
@@ -38,54 +37,14 @@ class ArchivedRef:
     crawl_id: str
 
 
-class SimhashIndex:
-    """64-bit SimHashes searchable by Hamming distance <= ``max_distance``."""
-
-    def __init__(self, max_distance: int) -> None:
-        if not 0 <= max_distance < 32:
-            raise ArchiveConfigError(f"near-duplicate distance must be within 0..31, got {max_distance}")
-        self.max_distance = max_distance
-        blocks = max_distance + 1
-        edges = [round(i * 64 / blocks) for i in range(blocks + 1)]
-        self._masks = [(edges[i], ((1 << (edges[i + 1] - edges[i])) - 1)) for i in range(blocks)]
-        self._tables: list[dict[int, list[int]]] = [{} for _ in range(blocks)]
-        self._hashes: list[int] = []
-        self._refs: list[ArchivedRef] = []
-
-    def __len__(self) -> int:
-        return len(self._hashes)
-
-    def _keys(self, value: int):
-        for table, (shift, mask) in zip(self._tables, self._masks):
-            yield table, (value >> shift) & mask
-
-    def add(self, value: int, ref: ArchivedRef) -> None:
-        position = len(self._hashes)
-        self._hashes.append(value)
-        self._refs.append(ref)
-        for table, key in self._keys(value):
-            table.setdefault(key, []).append(position)
-
-    def nearest(self, value: int) -> tuple[ArchivedRef, int] | None:
-        """The closest stored hash within ``max_distance`` (first added wins a tie), with its distance."""
-        best: tuple[int, int] | None = None
-        for table, key in self._keys(value):
-            for position in table.get(key, ()):
-                distance = fingerprints.hamming(value, self._hashes[position])
-                if distance <= self.max_distance and (best is None or (distance, position) < best):
-                    best = (distance, position)
-        if best is None:
-            return None
-        return self._refs[best[1]], best[0]
-
-
 class ArchiveIndex:
     """Everything archived so far, by canonical URL, content hash and SimHash."""
 
     def __init__(self, *, near_distance: int) -> None:
         self._by_url: dict[bytes, ArchivedRef] = {}
         self._by_hash: dict[bytes, ArchivedRef] = {}
-        self._near = SimhashIndex(near_distance)
+        self._near = fingerprints.SimhashIndex(near_distance)
+        self._refs: list[ArchivedRef] = []  #: by row of the SimHash index
 
     def __len__(self) -> int:
         return len(self._by_url)
@@ -97,7 +56,9 @@ class ArchiveIndex:
         return self._by_hash.get(bytes.fromhex(content_hash))
 
     def match_near(self, simhash: int) -> tuple[ArchivedRef, int] | None:
-        return self._near.nearest(simhash)
+        """The closest archived article within the near distance (the first archived among equals)."""
+        found = self._near.nearest(simhash)
+        return None if found is None else (self._refs[found[0]], found[1])
 
     def add(self, ref: ArchivedRef, *, content_hash: str, simhash: int, aliases=()) -> None:
         """Remember an archived article under its canonical URL and ``aliases`` (other canonical URLs that led
@@ -106,7 +67,8 @@ class ArchiveIndex:
         for alias in aliases:
             self._by_url.setdefault(fingerprints.url_key(alias), ref)
         self._by_hash.setdefault(bytes.fromhex(content_hash), ref)
-        self._near.add(simhash, ref)
+        self._refs.append(ref)
+        self._near.add(simhash, len(self._refs) - 1)
 
 
 def find_duplicate(index: ArchiveIndex, article: ArticleRecord) -> tuple[str, ArchivedRef, int | None] | None:

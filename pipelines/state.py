@@ -56,7 +56,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.fingerprints import canonicalize_url
+from pipelines.fingerprints import SimhashIndex, canonicalize_url
 
 logger = logging.getLogger(__name__)
 
@@ -204,36 +204,14 @@ class _Layer:
         return int(self.hash_order[lo])
 
     def _build_near_index(self, near_distance: int, since_day: int) -> None:
-        """Pigeonhole blocks over the recent rows: two hashes within ``near_distance`` bits agree exactly on
-        one of ``near_distance + 1`` blocks. Each block keeps its values sorted, with the full hashes and row
-        positions in the same order, so a lookup reads contiguous slices."""
-        blocks = near_distance + 1
-        edges = [round(i * 64 / blocks) for i in range(blocks + 1)]
-        recent = np.flatnonzero(self.fetched_day >= since_day).astype(np.int32 if len(self) < 2**31 else np.int64)
-        hashes = self.simhash[recent]
+        """The SimHash index over the rows fetched since ``since_day`` (the near-duplicate window)."""
+        recent = np.flatnonzero(self.fetched_day >= since_day)
         self.near_rows = len(recent)
-        self._near = []
-        for i in range(blocks):
-            width = edges[i + 1] - edges[i]
-            shift, mask = np.uint64(edges[i]), np.uint64((1 << width) - 1)
-            values = ((hashes >> shift) & mask).astype(np.uint8 if width <= 8 else np.uint16 if width <= 16 else np.uint64)
-            order = np.argsort(values, kind="stable")
-            self._near.append((shift, mask, values[order], hashes[order], recent[order]))
+        self._near = SimhashIndex(near_distance, hashes=self.simhash[recent], rows=recent)
 
-    def find_near(self, query, max_distance: int) -> tuple[int, int] | None:
-        best: tuple[int, int] | None = None
-        for shift, mask, values, hashes, rows in self._near:
-            key = values.dtype.type((query >> shift) & mask)
-            lo = np.searchsorted(values, key, "left")
-            hi = np.searchsorted(values, key, "right")
-            if hi == lo:
-                continue
-            distances = np.bitwise_count(hashes[lo:hi] ^ query)
-            at = int(np.argmin(distances))
-            distance = int(distances[at])
-            if distance <= max_distance and (best is None or distance < best[1]):
-                best = (int(rows[lo + at]), distance)
-        return best
+    def find_near(self, query) -> tuple[int, int] | None:
+        """(row, distance) of the closest recent row within the near distance."""
+        return self._near.nearest(query)
 
 
 class _AliasTable:
@@ -380,7 +358,7 @@ class ArchiveState:
         query = np.uint64(value)
         best = None
         for i, layer in enumerate(self.layers):
-            found = layer.find_near(query, self.near_distance)
+            found = layer.find_near(query)
             if found is not None and (best is None or found[1] < best[1]):
                 best = ((i, found[0]), found[1])
         return best

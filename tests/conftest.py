@@ -85,7 +85,14 @@ def run_crawl(archive: Path, start_urls: list[str] | None = None, *, spider_args
     """`scrapy crawl news` in a subprocess, from the repository root, as the README runs it."""
     command = crawl_command(archive, start_urls, spider_args=spider_args, settings=settings)
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=crawl_env(env))
+    warnings = python_warnings(completed.stderr)
+    assert not warnings, f"a crawl's log carries Python warnings a newcomer would see: {warnings}"
     return CrawlResult(completed.returncode, completed.stdout, completed.stderr, archive)
+
+
+def python_warnings(log: str) -> list[str]:
+    """The Python warnings (deprecations and the like, which Scrapy logs as ``[py.warnings]``) in a crawl's log."""
+    return [line for line in log.splitlines() if "[py.warnings]" in line]
 
 
 @pytest.fixture(scope="session")

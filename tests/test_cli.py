@@ -179,3 +179,21 @@ def test_a_site_answering_503_is_unreachable_and_one_answering_404_is_not(tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     [manifest] = result.manifests()
     assert manifest["unreachable_sites"] == ["127.0.0.1"], "the 404 site answered; the 503 one did not"
+
+
+def test_a_crawl_log_carries_no_python_warning(tmp_path):
+    """run_crawl refuses any ``[py.warnings]`` line; this crawl shows the check sees them: a spider middleware
+    that warns is reported."""
+    from conftest import crawl_command, crawl_env, python_warnings
+
+    with LocalSite() as site:
+        site.pages["/"] = Page(body=b"<html><body><h1>Front page</h1></body></html>")
+        clean = run_crawl(tmp_path / "archive", [site.base_url + "/"])
+        assert clean.returncode == 0 and python_warnings(clean.stderr) == []
+        command = crawl_command(tmp_path / "archive2", [site.base_url + "/"],
+                                settings={"EXTENSIONS": json.dumps({"noisy.DeprecatedThing": 0})})
+        warned = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120,
+                                env=crawl_env({"PYTHONPATH": str(REPO / "tests")}))
+    assert warned.returncode == 0, warned.stderr[-2000:]
+    [line] = python_warnings(warned.stderr)
+    assert "ScrapyDeprecationWarning: a deprecated thing" in line

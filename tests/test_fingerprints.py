@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
-from pipelines.dedup import ArchivedRef, ArchiveIndex, SimhashIndex
+from pipelines.dedup import ArchivedRef, ArchiveIndex
+from pipelines.exceptions import ArchiveConfigError
 from pipelines.fingerprints import (
+    SimhashIndex,
     article_id,
     canonicalize_url,
     content_hash,
@@ -84,24 +87,53 @@ def test_int64_round_trip():
         assert from_int64(stored) == value
 
 
-def test_simhash_index_finds_every_hash_within_the_distance_and_none_beyond():
-    rng = random.Random(3)
-    index = SimhashIndex(max_distance=7)
-    stored = [rng.getrandbits(64) for _ in range(2000)]
-    for number, value in enumerate(stored):
-        index.add(value, ArchivedRef(f"id{number}", f"https://e.com/{number}", "run"))
-    for distance in (0, 1, 4, 7, 8, 12):
-        probe_of = rng.randrange(len(stored))
-        bits = rng.sample(range(64), distance)
-        probe = stored[probe_of]
-        for bit in bits:
+def brute_nearest(stored: np.ndarray, probe: int, max_distance: int) -> tuple[int, int] | None:
+    """(row, distance) of the closest stored hash within ``max_distance``, the lowest row among equals: every
+    hash compared."""
+    distances = np.bitwise_count(stored ^ np.uint64(probe))
+    row = int(np.argmin(distances))  # the first of the least
+    return (row, int(distances[row])) if distances[row] <= max_distance else None
+
+
+def probes(rng: random.Random, stored: list[int], count: int) -> list[int]:
+    """Hashes near stored ones (0 to 12 bits flipped), and random ones."""
+    result = []
+    for _ in range(count):
+        probe = stored[rng.randrange(len(stored))]
+        for bit in rng.sample(range(64), rng.choice([0, 1, 2, 4, 6, 7, 8, 9, 12])):
             probe ^= 1 << bit
-        found = index.nearest(probe)
-        brute = min((hamming(probe, v), i) for i, v in enumerate(stored))
-        if brute[0] <= 7:
-            assert found is not None and found[1] == brute[0]
-        else:
-            assert found is None
+        result.append(probe)
+    return result + [rng.getrandbits(64) for _ in range(count // 4)]
+
+
+@pytest.mark.parametrize("max_distance", [0, 3, 7, 12])
+def test_simhash_index_answers_as_brute_force_on_random_data(max_distance):
+    rng = random.Random(max_distance)
+    stored = [rng.getrandbits(64) for _ in range(3000)]
+    stored += [value ^ (1 << rng.randrange(64)) for value in stored[:300]]  # close pairs: ties and near ties
+    stored += stored[:50]  # exact repeats: the first row wins
+    grown = SimhashIndex(max_distance)
+    for row, value in enumerate(stored):  # crosses several merges of the pending buffer
+        grown.add(value, row)
+    bulk = SimhashIndex(max_distance, hashes=np.array(stored, np.uint64))
+    assert len(grown) == len(bulk) == len(stored)
+    everything = np.array(stored, np.uint64)
+    for probe in probes(rng, stored, 1500):
+        expected = brute_nearest(everything, probe, max_distance)
+        assert grown.nearest(probe) == expected, probe
+        assert bulk.nearest(probe) == expected, probe
+
+
+def test_simhash_index_rows_are_the_callers():
+    index = SimhashIndex(7, hashes=np.array([0b1100, 0b0011], np.uint64), rows=np.array([40, 12]))
+    assert index.nearest(0b1101) == (40, 1)
+    assert index.nearest(0b0000) == (12, 2), "equal distances: the lower row"
+    assert SimhashIndex(7).nearest(5) is None
+
+
+def test_simhash_index_refuses_a_distance_it_cannot_index():
+    with pytest.raises(ArchiveConfigError):
+        SimhashIndex(32)
 
 
 def test_archive_index_matches_by_url_hash_and_simhash():
