@@ -3,7 +3,10 @@
 The server binds 127.0.0.1 on a port the OS picks, serves an in-memory map of
 paths to pages with an ETag (answering 304 to a matching If-None-Match, as
 static file servers do), and counts every request and answer so tests can
-assert what was fetched.
+assert what was fetched, or wait for one (``wait_for``). A page can be held
+back (``Page.hold``): its answer waits until the event is set, so a test can
+make one page come only after others, or keep a crawl running until it has
+seen what it waits for.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class Page:
     headers: dict[str, str] = field(default_factory=dict)
     sized: bool = True  #: False: no Content-Length; the body is streamed and the connection closed after it
     delay: float = 0.0  #: seconds to wait before answering this page (on top of the site's delay)
+    hold: threading.Event | None = None  #: the answer waits until this event is set
 
 
 class LocalSite:
@@ -39,9 +43,10 @@ class LocalSite:
         self.pages: dict[str, Page] = dict(pages or {})
         self.host = host
         self.requests: Counter[str] = Counter()
-        self.statuses: Counter[tuple[str, int]] = Counter()  #: (path, status answered)
+        self.statuses: Counter[tuple[str, int]] = Counter()  #: (path, status) of every answer, counted once written
         self.delay = 0.0  #: seconds to wait before each answer (a slow site)
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  #: notified on every request and every answer sent
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -59,8 +64,9 @@ class LocalSite:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                with site._lock:
+                with site._changed:
                     site.requests[self.path] += 1
+                    site._changed.notify_all()
                 if site.delay:
                     time.sleep(site.delay)
                 page = site.pages.get(self.path)
@@ -68,6 +74,8 @@ class LocalSite:
                     page = Page(body=b"<html><body><h1>Not found</h1></body></html>", status=404)
                 if page.delay:
                     time.sleep(page.delay)
+                if page.hold is not None:
+                    page.hold.wait()
                 etag = '"' + hashlib.sha1(page.body).hexdigest()[:16] + '"'  # as static file servers do
                 if page.status == 200 and self.headers.get("If-None-Match") == etag:
                     self._answer(304, page, etag, b"")
@@ -75,8 +83,6 @@ class LocalSite:
                     self._answer(page.status, page, etag, page.body)
 
             def _answer(self, status: int, page: Page, etag: str, body: bytes) -> None:
-                with site._lock:
-                    site.statuses[(self.path, status)] += 1
                 self.send_response(status)
                 self.send_header("Content-Type", page.content_type)
                 if page.sized:
@@ -94,6 +100,9 @@ class LocalSite:
                         self.wfile.write(view[start:start + 2**20])
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client stopped reading (a size limit): not the server's error
+                with site._changed:
+                    site.statuses[(self.path, status)] += 1
+                    site._changed.notify_all()
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
@@ -114,6 +123,12 @@ class LocalSite:
         """How many times ``path`` (with its query) was requested."""
         with self._lock:
             return self.requests[path]
+
+    def wait_for(self, condition, timeout: float) -> bool:
+        """Wait until ``condition(site)`` holds, checked at every request and every answer sent (under the
+        site's lock, so ``requests`` and ``statuses`` are read consistently); False if ``timeout`` s passed."""
+        with self._changed:
+            return self._changed.wait_for(lambda: condition(self), timeout)
 
     def __enter__(self) -> "LocalSite":
         self.start()
