@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from newssite import REFERENCE_AUTHOR_PATH
 from quality import token_f1
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
@@ -41,8 +42,11 @@ def test_no_non_article_row(news_crawl):
     archived |= {path_of(row["canonical_url"]) for row in result.rows("articles")}
     assert not archived & set(spec.non_articles)
     rejected = {path_of(row["url"]): row["reason"] for row in result.rows("rejects")}
-    for path in spec.non_articles:
-        assert rejected.get(path) in ("not_article", "too_short"), path
+    # listing and utility pages are recognised by their signals; the two with a single teaser have less text
+    # than EXTRACT_MIN_CHARS, which is checked first
+    short = {"/section/business/", REFERENCE_AUTHOR_PATH}
+    assert {path: rejected.get(path) for path in spec.non_articles} == {
+        path: "too_short" if path in short else "not_article" for path in spec.non_articles}
 
 
 def test_robots_disallowed_never_fetched(news_crawl):
@@ -50,7 +54,7 @@ def test_robots_disallowed_never_fetched(news_crawl):
     assert spec.disallowed
     for path in spec.disallowed:
         assert result.requests[path] == 0, path
-    assert result.requests["/robots.txt"] >= 1
+    assert result.requests["/robots.txt"] == 2  # as a start URL, and by the robots.txt middleware
 
 
 def test_each_story_fetched_once_whatever_its_tracking_parameters(news_crawl):
@@ -127,7 +131,7 @@ def test_bodies_are_clean_and_complete(news_crawl):
         assert "\n\n\n" not in row["body"] and row["body"] == row["body"].strip()
         assert row["word_count"] == len(row["body"].split())
         scores.append(token_f1(row["body"], article.body))
-    assert len(scores) >= len(spec.articles) - 1
+    assert len(scores) == len(spec.articles)
     assert min(scores) >= 0.75 and sum(scores) / len(scores) >= 0.9, sorted(scores)
 
 
