@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,66 @@ def run_crawl(archive: Path, start_urls: list[str] | None = None, *, spider_args
     command = crawl_command(archive, start_urls, spider_args=spider_args, settings=settings)
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=crawl_env(env))
     return CrawlResult(completed.returncode, completed.stdout, completed.stderr, archive)
+
+
+class RunningCrawl:
+    """`scrapy crawl news` started in the background (``crawl_command``, ``crawl_env``), its stderr read as it
+    comes so that a test can wait for a log line instead of a time."""
+
+    def __init__(self, command: list[str], env: dict) -> None:
+        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+        self._lines: list[str] = []
+        self._ended = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    @property
+    def stderr(self) -> str:
+        with self._changed:
+            return "".join(self._lines)
+
+    def wait_for_line(self, text: str, timeout: float = 120) -> str:
+        """The first stderr line containing ``text``, once it has come; AssertionError if the crawl's output
+        ended (or ``timeout`` s passed, a safety net) without one."""
+        def found():
+            return next((line for line in self._lines if text in line), None)
+
+        with self._changed:
+            self._changed.wait_for(lambda: found() is not None or self._ended, timeout)
+            line = found()
+        assert line is not None, f"no line with {text!r} in the crawl's output:\n{self.stderr[-3000:]}"
+        return line
+
+    def finish(self, timeout: float = 120) -> str:
+        """Wait for the process to end; its whole stderr."""
+        self.process.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        return self.stderr
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_until(condition, what: str, timeout: float = 120) -> None:
+    """Wait until ``condition()`` holds (a file appears, an object is listed), checked every 20 ms; AssertionError
+    naming ``what`` if ``timeout`` s pass first (a safety net, not a bound the test asserts)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what} after {timeout:g} s"
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import ipaddress
 import json
 import logging
 import socket
+import threading
 import tracemalloc
 from types import SimpleNamespace
 
@@ -314,10 +315,11 @@ def robots_site(robots: Page | None) -> LocalSite:
 @pytest.mark.slow
 def test_robots_txt_errors_disallow_the_site_and_4xx_allows_it(tmp_path):
     rules = "User-agent: *\nDisallow: /private/\n"
+    never = threading.Event()  # the timeout site's robots.txt is answered only after the crawl
     sites = {
         "500": robots_site(Page(body=b"oops", status=500, content_type="text/plain")),
         "503": robots_site(Page(body=b"busy", status=503, content_type="text/plain", headers={"Retry-After": "1"})),
-        "timeout": robots_site(Page(body=rules.encode(), content_type="text/plain", delay=3)),
+        "timeout": robots_site(Page(body=rules.encode(), content_type="text/plain", hold=never)),
         "404": robots_site(Page(body=b"User-agent: *\nDisallow: /\n", status=404, content_type="text/plain")),
         "rules": robots_site(Page(body=rules.encode(), content_type="text/plain")),
     }
@@ -328,6 +330,7 @@ def test_robots_txt_errors_disallow_the_site_and_4xx_allows_it(tmp_path):
         result = run_crawl(tmp_path / "archive", [site.base_url + "/" for site in sites.values()] + [closed],
                            settings={"DOWNLOAD_TIMEOUT": "1", "RETRY_TIMES": "1"})
     finally:
+        never.set()
         for site in sites.values():
             site.stop()
     assert result.returncode == 0, result.stderr[-2000:]

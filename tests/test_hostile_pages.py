@@ -46,7 +46,7 @@ BOMB_BYTES = 1024 * MiB  #: what each bomb inflates to
 TESTS = Path(__file__).resolve().parent
 CRAWL_SETTINGS = {
     "EXTRACT_TIMEOUT": "5",  # an ordinary page takes a tenth of a second; the held ones never end
-    "DOWNLOAD_TIMEOUT": "8",  # the slow page answers after 30 s; 10 MiB of the streamed page comes well before
+    "DOWNLOAD_TIMEOUT": "8",  # the slow page never answers; 10 MiB of the streamed page comes well before
     "RETRY_TIMES": "0",
     "ALLOW_PRIVATE_NETWORKS": "True",  # the site is on loopback
 }
@@ -173,7 +173,7 @@ FUTURE = "/news/page-with-a-publication-date-in-the-future"
 AMBIGUOUS = "/news/page-with-an-ambiguous-day-and-month"
 
 
-def hostile_site_pages(refused_url: str, offsite_url: str) -> dict[str, Page]:
+def hostile_site_pages(refused_url: str, offsite_url: str, never: threading.Event) -> dict[str, Page]:
     pages: dict[str, Page] = {
         "/robots.txt": Page(body=b"User-agent: *\nDisallow: /private/\n", content_type="text/plain"),
         "/private/members-only-story": html_page(article("Private", paragraphs(99))),
@@ -230,7 +230,7 @@ def hostile_site_pages(refused_url: str, offsite_url: str) -> dict[str, Page]:
     pages[AMBIGUOUS] = html_page(article("Ambiguous", paragraphs(33), head=ambiguous))
     # failing requests
     pages["/server-error"] = html_page("<html><body>Internal error</body></html>", status=500)
-    pages["/slow-page"] = html_page(article("Slow", paragraphs(40)), delay=30)
+    pages["/slow-page"] = html_page(article("Slow", paragraphs(40)), hold=never)  # answered only after the crawl
     pages["/redirect-to-another-host"] = Page(body=b"", status=302, headers={"Location": offsite_url})
     links = [*pages, "/missing-page", refused_url]
     home = "".join(f'<a href="{path}">{path}</a> ' for path in links if path != "/robots.txt")
@@ -272,18 +272,21 @@ def hostile_crawl(tmp_path_factory):
         port = int(site.base_url.rsplit(":", 1)[1])
         refused = f"http://127.0.0.1:{closed_port()}/refused-connection"  # same host, so on the site
         offsite = f"http://localhost:{port}/somewhere-else"  # another host: filtered before any connection
-        site.pages.update(hostile_site_pages(refused, offsite))
+        never = threading.Event()  # set once the crawl is over, to let the held server threads go
+        site.pages.update(hostile_site_pages(refused, offsite, never))
         archive = tmp_path_factory.mktemp("hostile") / "archive"
         held = tmp_path_factory.mktemp("held")
         hold = {"EXTENSIONS": json.dumps({"faults.HeldExtraction": 0}), "FAULT_HOLD_EXTRACT_ANNOUNCE": str(held),
                 "FAULT_HOLD_EXTRACT_URL": "|".join(re.escape(path) + "$" for path in RUNAWAY)}  # never released
-        started = time.monotonic()
-        with PeakMemory() as memory:
-            result = run_crawl(archive, [site.base_url + "/"], settings={**CRAWL_SETTINGS, **hold}, timeout=300,
-                               env={"PYTHONPATH": str(TESTS)})
+        try:
+            with PeakMemory() as memory:
+                result = run_crawl(archive, [site.base_url + "/"], settings={**CRAWL_SETTINGS, **hold}, timeout=300,
+                                   env={"PYTHONPATH": str(TESTS)})
+        finally:
+            never.set()
         result.base_url = site.base_url
         result.held = sorted(path.read_text().removeprefix(site.base_url) for path in held.iterdir())
-        yield site, result, memory.peak, time.monotonic() - started
+        yield site, result, memory.peak
 
 
 def outcomes(result) -> dict[str, tuple[str, dict]]:
@@ -308,25 +311,26 @@ def articles(result) -> dict[str, dict]:
 # --- the crawl ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_crawl_finishes_cleanly_and_quickly(hostile_crawl):
-    _, result, _, seconds = hostile_crawl
+def test_crawl_finishes_cleanly(hostile_crawl):
+    # every wait has its limit (the slow page, the held extractions, the bombs): each is asserted where its
+    # outcome is; the crawl's own duration would only measure the machine
+    _, result, _ = hostile_crawl
     assert result.returncode == 0, result.stderr[-3000:]
     [manifest] = result.manifests()
     assert manifest["status"] == "complete" and manifest["counts"]["spider_exceptions"] == 0
     for crash in ("Spider error processing", "Error processing", "Error caught on signal handler"):
         assert crash not in result.stderr
-    assert seconds < 120
 
 
 @pytest.mark.slow
 def test_good_articles_archived_despite_the_bad_pages(hostile_crawl):
-    _, result, _, _ = hostile_crawl
+    _, result, _ = hostile_crawl
     assert set(GOOD) <= set(articles(result))
 
 
 @pytest.mark.slow
 def test_nothing_linked_is_lost_silently(hostile_crawl):
-    site, result, _, _ = hostile_crawl
+    site, result, _ = hostile_crawl
     found = outcomes(result)
     redirect = "/redirect-to-another-host"
     linked = [path for path in site.pages if path not in ("/robots.txt", "/", redirect)] + ["/missing-page"]
@@ -339,7 +343,7 @@ def test_nothing_linked_is_lost_silently(hostile_crawl):
 
 @pytest.mark.slow
 def test_every_drop_is_counted_by_reason_in_stats_and_manifest(hostile_crawl):
-    _, result, _, _ = hostile_crawl
+    _, result, _ = hostile_crawl
     [manifest] = result.manifests()
     rejects = result.rows("rejects")
     by_reason = Counter(row["reason"] for row in rejects)
@@ -357,7 +361,7 @@ def test_every_drop_is_counted_by_reason_in_stats_and_manifest(hostile_crawl):
 
 @pytest.mark.slow
 def test_bombs_and_huge_pages_stop_at_the_size_limit(hostile_crawl):
-    _, result, _, _ = hostile_crawl
+    _, result, _ = hostile_crawl
     for path in SIZE_LIMITED:
         assert rejected(result, path)["reason"] == "too_large", SIZE_LIMITED[path]
     row = rejected(result, OVER_EXTRACT_LIMIT)  # under DOWNLOAD_MAXSIZE, over EXTRACT_MAX_HTML_BYTES
@@ -366,13 +370,13 @@ def test_bombs_and_huge_pages_stop_at_the_size_limit(hostile_crawl):
 
 @pytest.mark.slow
 def test_memory_stays_bounded(hostile_crawl):
-    _, _, peak, _ = hostile_crawl
+    _, _, peak = hostile_crawl
     assert 0 < peak < 512 * MiB, f"crawler peak RSS {peak / MiB:.0f} MiB against bombs of {BOMB_BYTES // MiB} MiB"
 
 
 @pytest.mark.slow
 def test_runaway_extraction_is_bounded(hostile_crawl):
-    _, result, _, _ = hostile_crawl
+    _, result, _ = hostile_crawl
     assert result.held == sorted(RUNAWAY), "both extractions were running (held) when the limit came"
     for path in RUNAWAY:
         row = rejected(result, path)
@@ -384,14 +388,14 @@ def test_runaway_extraction_is_bounded(hostile_crawl):
 
 @pytest.mark.slow
 def test_not_articles_recorded_with_their_reason(hostile_crawl):
-    _, result, _, _ = hostile_crawl
+    _, result, _ = hostile_crawl
     for path, reason in NOT_ARTICLES.items():
         assert rejected(result, path)["reason"] == reason, path
 
 
 @pytest.mark.slow
 def test_failed_requests_recorded_with_their_reason(hostile_crawl):
-    _, result, _, _ = hostile_crawl
+    _, result, _ = hostile_crawl
     found = outcomes(result)
     missing = rejected(result, "/missing-page")
     assert (missing["reason"], missing["detail"], missing["http_status"]) == ("http_error", "404", 404)
@@ -412,7 +416,7 @@ def test_failed_requests_recorded_with_their_reason(hostile_crawl):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", [CP1252, BOM, HEADER_VS_META])
 def test_encodings_leave_no_mojibake(hostile_crawl, path):
-    _, result, _, _ = hostile_crawl
+    _, result, _ = hostile_crawl
     row = articles(result)[path]
     text = row["title"] + "\n" + row["body"]
     assert CURLY in row["body"]
@@ -423,7 +427,7 @@ def test_encodings_leave_no_mojibake(hostile_crawl, path):
 
 @pytest.mark.slow
 def test_dates_through_a_crawl(hostile_crawl):
-    _, result, _, _ = hostile_crawl
+    _, result, _ = hostile_crawl
     found = articles(result)
     dated = found[DATED]
     assert dated["published_at"] == datetime(2021, 3, 5, 7, 30, tzinfo=timezone.utc)
