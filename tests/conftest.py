@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawler.localsite import LocalSite
-from newssite import CORPUS_DIR, START_PATHS, build_corpus_site, build_news_site
+from newssite import CORPUS_DIR, FIXTURES_DIR, START_PATHS, build_corpus_site, build_news_site
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,12 +32,30 @@ TEST_SETTINGS = {
 }
 
 
+#: fixtures built from the corpus: a test that uses one must be marked needs_corpus
+CORPUS_FIXTURES = {"news_site", "news_crawl", "corpus_crawl"}
+
+
+def in_ci() -> bool:
+    """CI sets ``CI=true`` (GitHub Actions, GitLab, most others; .ci/run too)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
 def pytest_collection_modifyitems(config, items):
-    if not CORPUS_DIR.is_dir():
-        skip = pytest.mark.skip(reason=f"corpus not found at {CORPUS_DIR} (set NEWS_CORPUS_DIR)")
-        for item in items:
-            if "needs_corpus" in item.keywords:
-                item.add_marker(skip)
+    unmarked = [item.nodeid for item in items
+                if CORPUS_FIXTURES & set(getattr(item, "fixturenames", ())) and "needs_corpus" not in item.keywords]
+    if unmarked:
+        raise pytest.UsageError(f"tests that use the corpus without the needs_corpus mark: {unmarked}")
+    missing = [str(path) for path in (CORPUS_DIR, FIXTURES_DIR) if not path.is_dir()]
+    needing = [item for item in items if "needs_corpus" in item.keywords]
+    if not missing or not needing:
+        return
+    where = " and ".join(missing) + " (set NEWS_CORPUS_DIR / NEWS_FIXTURES_DIR)"
+    if in_ci():  # in CI a missing corpus is a failure, never a quiet skip
+        raise pytest.UsageError(f"CI: the shared test data is missing: {where}; {len(needing)} tests need it")
+    skip = pytest.mark.skip(reason=f"shared test data not found: {where}")
+    for item in needing:
+        item.add_marker(skip)
 
 
 @dataclass

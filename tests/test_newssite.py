@@ -26,6 +26,8 @@ from newssite import (
     corpus_records,
 )
 
+pytestmark = pytest.mark.needs_corpus  # the site is built from the corpus
+
 BASE = "http://127.0.0.1:43210"
 START = START_PATHS
 TRACKING = re.compile(r"^(utm_[a-z]+|fbclid|gclid)$")

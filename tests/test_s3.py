@@ -19,7 +19,8 @@ from pipelines.exceptions import BadArchiveURI, PublishError
 from pipelines.s3_store import S3Options, S3Store, s3_etag
 from s3fakes import Fault, FaultProxy
 
-pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
+pytestmark = pytest.mark.slow
+needs_corpus = pytest.mark.needs_corpus  #: the tests that crawl the news site (the store's own tests need no corpus)
 
 MIB = 2**20
 
@@ -45,6 +46,7 @@ def comparable(rows: list[dict]) -> list[tuple]:
     return sorted(tuple((k, str(v)) for k, v in sorted(row.items()) if k not in RUN_COLUMNS) for row in rows)
 
 
+@needs_corpus
 def test_crawl_into_s3_gives_the_same_rows_as_into_a_folder(s3, news_site, tmp_path):
     site, _ = news_site
     start = [site.base_url + p for p in START_PATHS]
@@ -72,6 +74,7 @@ def test_crawl_into_s3_gives_the_same_rows_as_into_a_folder(s3, news_site, tmp_p
     assert not list((tmp_path / "spool").rglob("*.parquet")), "published files leave the spool"
 
 
+@needs_corpus
 def test_read_back_with_pyarrow_s3_filesystem(s3, news_site, tmp_path):
     from pyarrow import dataset as ds
     from pyarrow import fs
@@ -87,6 +90,7 @@ def test_read_back_with_pyarrow_s3_filesystem(s3, news_site, tmp_path):
     assert "dt" in table.column_names
 
 
+@needs_corpus
 def test_read_back_with_duckdb_httpfs(s3, news_site, tmp_path):
     duckdb = pytest.importorskip("duckdb")
     site, _ = news_site
@@ -108,6 +112,7 @@ def test_read_back_with_duckdb_httpfs(s3, news_site, tmp_path):
     assert len(rows) == manifest(s3, "d")["counts"]["articles_written"] > 0
 
 
+@needs_corpus
 def test_retries_recover_from_errors_slow_answers_and_dropped_connections(s3, news_site, tmp_path):
     site, _ = news_site
     proxy = FaultProxy(s3.endpoint, faults=[
@@ -135,6 +140,7 @@ def test_retries_recover_from_errors_slow_answers_and_dropped_connections(s3, ne
     assert not s3.incomplete_uploads()
 
 
+@needs_corpus
 def test_outage_loses_no_row_and_the_next_run_uploads_the_spool(s3, news_site, tmp_path):
     site, spec = news_site
     spool = tmp_path / "spool"
@@ -254,6 +260,7 @@ def test_verification_refuses_an_object_that_differs(s3, tmp_path):
         ("s3://Bad_Bucket/p", "invalid S3 bucket name"),
     ],
 )
+@needs_corpus
 def test_bad_s3_uris_are_refused_before_any_fetch(s3, news_site, tmp_path, uri, message):
     site, _ = news_site
     before = sum(site.requests.values())
@@ -264,6 +271,7 @@ def test_bad_s3_uris_are_refused_before_any_fetch(s3, news_site, tmp_path, uri, 
     assert sum(site.requests.values()) == before
 
 
+@needs_corpus
 def test_missing_credentials_are_refused_before_any_fetch(s3, news_site, tmp_path):
     site, _ = news_site
     env = {k: v for k, v in s3.env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
@@ -290,6 +298,7 @@ def test_storage_class_and_encryption_settings_reach_the_objects(s3, tmp_path):
     assert head["Metadata"] == {"sha256": sha256, "rows": "3"}
 
 
+@needs_corpus
 def test_files_are_published_while_the_crawl_runs(s3, news_site, tmp_path):
     site, spec = news_site
     # the crawl cannot end while a page it links everywhere is held back: a file in the bucket before the page is
@@ -321,6 +330,7 @@ def test_files_are_published_while_the_crawl_runs(s3, news_site, tmp_path):
         assert rows == [2] * (sum(rows) // 2) + [1] * (sum(rows) % 2), rows
 
 
+@needs_corpus
 def test_second_run_into_s3_knows_the_first(s3, news_site, tmp_path):
     site, _ = news_site
     settings = {"ARCHIVE_URI": f"s3://{s3.bucket}/st", "ARCHIVE_STATE_SNAPSHOT_FILES": "1"}
