@@ -112,6 +112,9 @@ DOWNLOAD_HANDLERS = {"file": None, "s3": None, "ftp": None, "data": None}
 # Containment: no connection to loopback, private, link-local, reserved or metadata addresses (checked on the
 # resolved address, redirects included). True allows them all; networks ("127.0.0.0/8,::1") allow those only.
 ALLOW_PRIVATE_NETWORKS = False
+# Networks ("127.0.0.0/8,::1", a data centre's ranges): when given, no address outside them is ever connected to,
+# public ones included (reject network_not_allowed); the rule above still applies inside them. Empty: no restriction.
+CRAWL_ALLOWED_NETWORKS = ""
 TWISTED_DNS_RESOLVER = "crawler.containment.PrivateNetworkResolver"
 DOWNLOADER_MIDDLEWARES = {
     # an off-site redirect target is refused where the request's errback records it, not silently at scheduling

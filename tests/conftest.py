@@ -21,6 +21,8 @@ from newssite import CORPUS_DIR, FIXTURES_DIR, START_PATHS, build_corpus_site, b
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: networks a test crawl may connect to: loopback, where every test site (and fake service) is
+LOOPBACK = "127.0.0.0/8,::1"
 #: settings every test crawl uses: no politeness delays against our own loopback server
 TEST_SETTINGS = {
     "DOWNLOAD_DELAY": "0",
@@ -28,8 +30,33 @@ TEST_SETTINGS = {
     "CONCURRENT_REQUESTS_PER_DOMAIN": "8",
     "CRAWL_CONTACT": "tests@example.invalid",
     "LOG_LEVEL": "INFO",
-    "ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8,::1",  # the test sites are on loopback; nothing else is reachable
+    "ALLOW_PRIVATE_NETWORKS": LOOPBACK,  # the test sites are on loopback...
+    "CRAWL_ALLOWED_NETWORKS": LOOPBACK,  # ...and nothing else is reachable, public addresses included
 }
+#: set in every test environment (this process and the crawls): no AWS configuration from this machine
+HERMETIC_AWS = {
+    "AWS_EC2_METADATA_DISABLED": "true",  # no test may ask the instance metadata service
+    "AWS_CONFIG_FILE": os.devnull,  # no profile, region or endpoint from ~/.aws
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+
+
+def leaves_loopback(name: str) -> bool:
+    """Environment variables that could send test traffic off loopback: every proxy setting, in any case
+    (http_proxy, HTTPS_PROXY, ALL_PROXY, no_proxy...), and every AWS_* (endpoints, profiles, credentials)."""
+    return name.lower().endswith("_proxy") or name.upper().startswith("AWS_")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_way_off_loopback():
+    """The environment the suite was started in, without proxies and AWS_* variables, for the whole session:
+    boto3 in this process, the moto server and every crawl see only what a test sets."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if leaves_loopback(name)]:
+            patch.delenv(name)
+        for name, value in HERMETIC_AWS.items():
+            patch.setenv(name, value)
+        yield
 
 
 #: fixtures built from the corpus: a test that uses one must be marked needs_corpus
@@ -94,9 +121,10 @@ def crawl_command(archive: Path, start_urls: list[str] | None = None, *, spider_
 
 
 def crawl_env(env: dict | None = None) -> dict:
-    """This process's environment without ARCHIVE_* / AWS_* variables, the metadata service off, plus ``env``."""
-    process_env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVE_", "AWS_"))}
-    process_env["AWS_EC2_METADATA_DISABLED"] = "true"  # no test may ask the instance metadata service
+    """This process's environment without ARCHIVE_*, AWS_* or proxy variables, no AWS configuration from this
+    machine, plus ``env`` (what the test sets, proxies and AWS_* included)."""
+    process_env = {k: v for k, v in os.environ.items() if not (k.startswith("ARCHIVE_") or leaves_loopback(k))}
+    process_env.update(HERMETIC_AWS)
     process_env.update(env or {})
     return process_env
 

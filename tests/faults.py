@@ -8,19 +8,24 @@ makes the Nth row group written to an ``articles`` file raise, as a bug in our o
 regex) last until the file ``FAULT_HOLD_EXTRACT_RELEASE`` exists, or, without one, until the pool's time
 limit kills the worker: a runaway extraction by construction, whatever the machine's speed. Each held page
 leaves a file in ``FAULT_HOLD_EXTRACT_ANNOUNCE`` (when set) as its worker starts holding it.
+
+``-s TWISTED_DNS_RESOLVER=faults.StaticDNSResolver`` answers the names of ``FAULT_DNS_ANSWERS`` without DNS.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import json
 import os
 import re
 import time
 from pathlib import Path
 
 import psutil
+from scrapy.resolver import dnscache
 
+from crawler.containment import PrivateNetworkResolver
 from pipelines import extract
 from pipelines.parquet import _PartitionFile
 
@@ -80,3 +85,14 @@ class HeldExtraction:
             release=settings.get("FAULT_HOLD_EXTRACT_RELEASE", ""),
             announce=settings.get("FAULT_HOLD_EXTRACT_ANNOUNCE", ""), crawler=os.getpid())
         return cls()
+
+
+class StaticDNSResolver(PrivateNetworkResolver):
+    """The crawler's resolver (``TWISTED_DNS_RESOLVER``), answering the names of ``FAULT_DNS_ANSWERS`` (JSON:
+    name -> address) from Scrapy's DNS cache, with no lookup: a name that resolves to a public address, no DNS."""
+
+    @classmethod
+    def from_crawler(cls, crawler, reactor):
+        for name, address in json.loads(crawler.settings.get("FAULT_DNS_ANSWERS", "{}")).items():
+            dnscache[name] = address
+        return super().from_crawler(crawler, reactor)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, TEST_SETTINGS, run_crawl
+from conftest import REPO, TEST_SETTINGS, crawl_env, run_crawl
 from newssite import REFERENCE_PATH
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
@@ -68,7 +67,7 @@ def test_archive_uri_from_the_environment(news_site, tmp_path):
     command = [sys.executable, "-m", "scrapy", "crawl", "news", "-a", f"start_urls={site.base_url}{REFERENCE_PATH}"]
     for name, value in TEST_SETTINGS.items():
         command += ["-s", f"{name}={value}"]
-    env = {**os.environ, "ARCHIVE_URI": archive.as_uri()}
+    env = crawl_env({"ARCHIVE_URI": archive.as_uri()})
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert len(list(archive.glob("articles/dt=*/*.parquet"))) == 1
