@@ -173,7 +173,8 @@ def main() -> None:
     site.pages = LazySite(base, args.pages, layouts, sentences)
     common = {"CONCURRENT_REQUESTS": int(os.environ.get("BENCH_CONCURRENCY", 16)), "CONCURRENT_REQUESTS_PER_DOMAIN": 16, "DOWNLOAD_DELAY": 0,
               "AUTOTHROTTLE_ENABLED": False, "LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": False,
-              "ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8"}
+              "ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
+              "CRAWL_ALLOWED_NETWORKS": "127.0.0.0/8"}  # the news crawl reaches loopback only (the plain spiders ignore it)
     env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
     extra = os.environ.get("BENCH_EXTRA_SETTINGS", "")
     results = {}

@@ -405,7 +405,8 @@ def crawl_command(base: str, archive: Path) -> list[str]:
         "-s", f"ARCHIVE_URI={archive}",
         "-s", "DOWNLOAD_DELAY=0",
         "-s", "AUTOTHROTTLE_ENABLED=False",
-        "-s", "ALLOW_PRIVATE_NETWORKS=127.0.0.0/8",  # the demo site is on loopback
+        "-s", "ALLOW_PRIVATE_NETWORKS=127.0.0.0/8",  # the demo site is on loopback...
+        "-s", "CRAWL_ALLOWED_NETWORKS=127.0.0.0/8",  # ...and nothing else may be reached
         "-s", "LOG_LEVEL=WARNING",
     ]
 

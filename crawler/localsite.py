@@ -3,7 +3,10 @@
 The server binds 127.0.0.1 on a port the OS picks, serves an in-memory map of
 paths to pages with an ETag (answering 304 to a matching If-None-Match, as
 static file servers do), and counts every request and answer so tests can
-assert what was fetched.
+assert what was fetched, or wait for one (``wait_for``). A page can be held
+back (``Page.hold``): its answer waits until the event is set, so a test can
+make one page come only after others, or keep a crawl running until it has
+seen what it waits for.
 
 A page given a ``last_modified`` time is served as nginx serves a static file:
 ``Last-Modified`` and an ETag made of the file's mtime and size, and conditional
@@ -37,6 +40,7 @@ class Page:
     #: the file's mtime (UTC): a 200 page then carries Last-Modified and an nginx ETag and answers
     #: conditional requests as nginx does; None: a content-hash ETag, 304 on a matching If-None-Match only
     last_modified: datetime | None = None
+    hold: threading.Event | None = None  #: the answer waits until this event is set
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +99,11 @@ class LocalSite:
         self.pages: dict[str, Page] = dict(pages or {})
         self.host = host
         self.requests: Counter[str] = Counter()
-        self.statuses: Counter[tuple[str, int]] = Counter()  #: (path, status answered)
-        self.log: list[LogEntry] = []  #: every request answered, in order
+        self.statuses: Counter[tuple[str, int]] = Counter()  #: (path, status) of every answer, counted once written
+        self.log: list[LogEntry] = []  #: every request, in order, logged before its answer is sent
         self.delay = 0.0  #: seconds to wait before each answer (a slow site)
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  #: notified on every request and every answer sent
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -116,8 +121,9 @@ class LocalSite:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                with site._lock:
+                with site._changed:
                     site.requests[self.path] += 1
+                    site._changed.notify_all()
                 if site.delay:
                     time.sleep(site.delay)
                 page = site.pages.get(self.path)
@@ -125,6 +131,8 @@ class LocalSite:
                     page = Page(body=b"<html><body><h1>Not found</h1></body></html>", status=404)
                 if page.delay:
                     time.sleep(page.delay)
+                if page.hold is not None:
+                    page.hold.wait()
                 if_none_match = self.headers.get("If-None-Match")
                 if_modified_since = self.headers.get("If-Modified-Since")
                 if page.last_modified is None:
@@ -141,8 +149,7 @@ class LocalSite:
                     self._answer(page.status, page, etag, page.body)
 
             def _answer(self, status: int, page: Page, etag: str | None, body: bytes) -> None:
-                with site._lock:
-                    site.statuses[(self.path, status)] += 1
+                with site._lock:  # before the answer: a client that has it finds it logged
                     site.log.append(LogEntry(self.path, status, self.headers.get("If-None-Match"),
                                              self.headers.get("If-Modified-Since")))
                 self.send_response(status)
@@ -165,6 +172,9 @@ class LocalSite:
                         self.wfile.write(view[start:start + 2**20])
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client stopped reading (a size limit): not the server's error
+                with site._changed:
+                    site.statuses[(self.path, status)] += 1
+                    site._changed.notify_all()
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
@@ -185,6 +195,12 @@ class LocalSite:
         """How many times ``path`` (with its query) was requested."""
         with self._lock:
             return self.requests[path]
+
+    def wait_for(self, condition, timeout: float) -> bool:
+        """Wait until ``condition(site)`` holds, checked at every request and every answer sent (under the
+        site's lock, so ``requests`` and ``statuses`` are read consistently); False if ``timeout`` s passed."""
+        with self._changed:
+            return self._changed.wait_for(lambda: condition(self), timeout)
 
     def __enter__(self) -> "LocalSite":
         self.start()

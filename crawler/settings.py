@@ -18,7 +18,7 @@ ARCHIVE_URI = os.environ.get("ARCHIVE_URI", "./archive")  # folder path, file://
 # $XDG_CACHE_HOME/news-archive/spool/<hash of the URI> for S3.
 ARCHIVE_SPOOL_DIR = os.environ.get("ARCHIVE_SPOOL_DIR", "")
 ARCHIVE_CRAWL_ID = ""  # default: made at start, e.g. 20261125T143800Z-3f9a1c
-ARCHIVE_MAX_FILE_ROWS = 100_000  # roll a Parquet file after this many rows...
+ARCHIVE_MAX_FILE_ROWS = 100_000  # a Parquet file holds at most this many rows (then it is rolled)...
 ARCHIVE_MAX_FILE_BYTES = 128 * 2**20  # ...or about this many bytes of row data
 ARCHIVE_ROW_GROUP_ROWS = 10_000  # a row group is written when the buffer reaches this many rows...
 ARCHIVE_ROW_GROUP_BYTES = 16 * 2**20  # ...or about this many bytes
@@ -115,6 +115,9 @@ DOWNLOAD_HANDLERS = {"file": None, "s3": None, "ftp": None, "data": None}
 # Containment: no connection to loopback, private, link-local, reserved or metadata addresses (checked on the
 # resolved address, redirects included). True allows them all; networks ("127.0.0.0/8,::1") allow those only.
 ALLOW_PRIVATE_NETWORKS = False
+# Networks ("127.0.0.0/8,::1", a data centre's ranges): when given, no address outside them is ever connected to,
+# public ones included (reject network_not_allowed); the rule above still applies inside them. Empty: no restriction.
+CRAWL_ALLOWED_NETWORKS = ""
 TWISTED_DNS_RESOLVER = "crawler.containment.PrivateNetworkResolver"
 DOWNLOADER_MIDDLEWARES = {
     # an off-site redirect target is refused where the request's errback records it, not silently at scheduling

@@ -2,7 +2,10 @@
 
 ``DatasetWriter`` is the core (no Scrapy): it buffers rows of one dataset per
 ``dt`` partition, writes a row group when the buffer reaches its row or byte
-budget, and rolls the file when the file reaches its own. Rows are held as
+budget, and rolls the file when the file reaches its own: a file holds at most
+``max_file_rows`` rows (the row group that reaches it is cut to fit), and is
+rolled once its row groups add up to about ``max_file_bytes`` (an estimate
+from the Arrow batches, checked after each row group). Rows are held as
 Python objects only a few hundred at a time: they are converted to Arrow
 batches as they come (a row group of Python strings and dicts takes several
 times its Arrow size, and that peak grew with the row-group budget); a rolled file is
@@ -188,10 +191,18 @@ class DatasetWriter:
         rows = self._rows.setdefault(dt, [])
         rows.append(row)
         self._rows_bytes[dt] = self._rows_bytes.get(dt, 0) + _estimate_bytes(row)
-        if len(rows) >= self._convert_rows or self._rows_bytes[dt] >= self._convert_bytes:
+        # the next row group ends at its own budget, or where the open file reaches max_file_rows: so a file
+        # never holds more rows than that (its last row group is cut to fit)
+        group_rows = min(self.row_group_rows, self.max_file_rows - self._file_rows(dt))
+        pending = len(rows) + self._batch_rows.get(dt, 0)
+        if len(rows) >= self._convert_rows or self._rows_bytes[dt] >= self._convert_bytes or pending >= group_rows:
             self._convert(dt)
-            if self._batch_rows[dt] >= self.row_group_rows or self._batch_bytes[dt] >= self.row_group_bytes:
+            if self._batch_rows.get(dt, 0) >= group_rows or self._batch_bytes.get(dt, 0) >= self.row_group_bytes:
                 self._flush(dt)
+
+    def _file_rows(self, dt: str) -> int:
+        partition = self._files.get(dt)
+        return partition.rows if partition is not None else 0
 
     def _convert(self, dt: str) -> None:
         """The rows of ``dt`` held as Python objects -> one Arrow batch of the next row group."""

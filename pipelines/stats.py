@@ -46,8 +46,8 @@ def dropped(reason: str) -> str:
 
 
 def refused(reason: str) -> str:
-    """Requests refused before any connection, by reason (private_network, unsupported_scheme,
-    robots_unavailable, robots_disallowed): ``archive/refused/<reason>``."""
+    """Requests refused before any connection, by reason (private_network, network_not_allowed,
+    unsupported_scheme, robots_unavailable, robots_disallowed): ``archive/refused/<reason>``."""
     return f"{PREFIX}/refused/{reason}"
 
 

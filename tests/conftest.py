@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawler.localsite import LocalSite
-from newssite import CORPUS_DIR, START_PATHS, build_corpus_site, build_news_site
+from newssite import CORPUS_DIR, FIXTURES_DIR, START_PATHS, build_corpus_site, build_news_site
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: networks a test crawl may connect to: loopback, where every test site (and fake service) is
+LOOPBACK = "127.0.0.0/8,::1"
 #: settings every test crawl uses: no politeness delays against our own loopback server
 TEST_SETTINGS = {
     "DOWNLOAD_DELAY": "0",
@@ -25,16 +30,59 @@ TEST_SETTINGS = {
     "CONCURRENT_REQUESTS_PER_DOMAIN": "8",
     "CRAWL_CONTACT": "tests@example.invalid",
     "LOG_LEVEL": "INFO",
-    "ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8,::1",  # the test sites are on loopback; nothing else is reachable
+    "ALLOW_PRIVATE_NETWORKS": LOOPBACK,  # the test sites are on loopback...
+    "CRAWL_ALLOWED_NETWORKS": LOOPBACK,  # ...and nothing else is reachable, public addresses included
+}
+#: set in every test environment (this process and the crawls): no AWS configuration from this machine
+HERMETIC_AWS = {
+    "AWS_EC2_METADATA_DISABLED": "true",  # no test may ask the instance metadata service
+    "AWS_CONFIG_FILE": os.devnull,  # no profile, region or endpoint from ~/.aws
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
 }
 
 
+def leaves_loopback(name: str) -> bool:
+    """Environment variables that could send test traffic off loopback: every proxy setting, in any case
+    (http_proxy, HTTPS_PROXY, ALL_PROXY, no_proxy...), and every AWS_* (endpoints, profiles, credentials)."""
+    return name.lower().endswith("_proxy") or name.upper().startswith("AWS_")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_way_off_loopback():
+    """The environment the suite was started in, without proxies and AWS_* variables, for the whole session:
+    boto3 in this process, the moto server and every crawl see only what a test sets."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if leaves_loopback(name)]:
+            patch.delenv(name)
+        for name, value in HERMETIC_AWS.items():
+            patch.setenv(name, value)
+        yield
+
+
+#: fixtures built from the corpus: a test that uses one must be marked needs_corpus
+CORPUS_FIXTURES = {"news_site", "news_crawl", "corpus_crawl"}
+
+
+def in_ci() -> bool:
+    """CI sets ``CI=true`` (GitHub Actions, GitLab, most others; .ci/run too)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
 def pytest_collection_modifyitems(config, items):
-    if not CORPUS_DIR.is_dir():
-        skip = pytest.mark.skip(reason=f"corpus not found at {CORPUS_DIR} (set NEWS_CORPUS_DIR)")
-        for item in items:
-            if "needs_corpus" in item.keywords:
-                item.add_marker(skip)
+    unmarked = [item.nodeid for item in items
+                if CORPUS_FIXTURES & set(getattr(item, "fixturenames", ())) and "needs_corpus" not in item.keywords]
+    if unmarked:
+        raise pytest.UsageError(f"tests that use the corpus without the needs_corpus mark: {unmarked}")
+    missing = [str(path) for path in (CORPUS_DIR, FIXTURES_DIR) if not path.is_dir()]
+    needing = [item for item in items if "needs_corpus" in item.keywords]
+    if not missing or not needing:
+        return
+    where = " and ".join(missing) + " (set NEWS_CORPUS_DIR / NEWS_FIXTURES_DIR)"
+    if in_ci():  # in CI a missing corpus is a failure, never a quiet skip
+        raise pytest.UsageError(f"CI: the shared test data is missing: {where}; {len(needing)} tests need it")
+    skip = pytest.mark.skip(reason=f"shared test data not found: {where}")
+    for item in needing:
+        item.add_marker(skip)
 
 
 @dataclass
@@ -73,9 +121,10 @@ def crawl_command(archive: Path, start_urls: list[str] | None = None, *, spider_
 
 
 def crawl_env(env: dict | None = None) -> dict:
-    """This process's environment without ARCHIVE_* / AWS_* variables, the metadata service off, plus ``env``."""
-    process_env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVE_", "AWS_"))}
-    process_env["AWS_EC2_METADATA_DISABLED"] = "true"  # no test may ask the instance metadata service
+    """This process's environment without ARCHIVE_*, AWS_* or proxy variables, no AWS configuration from this
+    machine, plus ``env`` (what the test sets, proxies and AWS_* included)."""
+    process_env = {k: v for k, v in os.environ.items() if not (k.startswith("ARCHIVE_") or leaves_loopback(k))}
+    process_env.update(HERMETIC_AWS)
     process_env.update(env or {})
     return process_env
 
@@ -93,6 +142,66 @@ def run_crawl(archive: Path, start_urls: list[str] | None = None, *, spider_args
 def python_warnings(log: str) -> list[str]:
     """The Python warnings (deprecations and the like, which Scrapy logs as ``[py.warnings]``) in a crawl's log."""
     return [line for line in log.splitlines() if "[py.warnings]" in line]
+
+
+class RunningCrawl:
+    """`scrapy crawl news` started in the background (``crawl_command``, ``crawl_env``), its stderr read as it
+    comes so that a test can wait for a log line instead of a time."""
+
+    def __init__(self, command: list[str], env: dict) -> None:
+        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+        self._lines: list[str] = []
+        self._ended = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    @property
+    def stderr(self) -> str:
+        with self._changed:
+            return "".join(self._lines)
+
+    def wait_for_line(self, text: str, timeout: float = 120) -> str:
+        """The first stderr line containing ``text``, once it has come; AssertionError if the crawl's output
+        ended (or ``timeout`` s passed, a safety net) without one."""
+        def found():
+            return next((line for line in self._lines if text in line), None)
+
+        with self._changed:
+            self._changed.wait_for(lambda: found() is not None or self._ended, timeout)
+            line = found()
+        assert line is not None, f"no line with {text!r} in the crawl's output:\n{self.stderr[-3000:]}"
+        return line
+
+    def finish(self, timeout: float = 120) -> str:
+        """Wait for the process to end; its whole stderr."""
+        self.process.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        return self.stderr
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_until(condition, what: str, timeout: float = 120) -> None:
+    """Wait until ``condition()`` holds (a file appears, an object is listed), checked every 20 ms; AssertionError
+    naming ``what`` if ``timeout`` s pass first (a safety net, not a bound the test asserts)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what} after {timeout:g} s"
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")
@@ -148,14 +257,44 @@ def news_site():
     site.stop()
 
 
+#: the pages that link to the news site's copies (exact, near, AMP alias), and to no original of theirs
+COPY_LISTINGS = ("/section/politics/", "/tag/nato/")
+
+
 @pytest.fixture(scope="session")
 def news_crawl(news_site, tmp_path_factory):
-    """One crawl of the local news site, shared by the end-to-end assertions."""
+    """One crawl of the local news site, shared by the end-to-end assertions.
+
+    Which of an original and its copy is archived is decided by which reaches deduplication first. Here the
+    original does, by construction: the only pages linking to the copies are answered once every original
+    has been answered in full (so a copy is requested after its original's page has arrived), and a single
+    extraction worker takes the pages in the order they arrived.
+    """
     site, spec = news_site
     archive = tmp_path_factory.mktemp("news") / "archive"
-    before = Counter(site.requests)
-    result = run_crawl(archive, [site.base_url + path for path in START_PATHS])
-    result.requests = Counter(site.requests) - before
+    originals = {*spec.exact_copies.values(), *spec.near_copies.values(), *spec.canonical_aliases.values()}
+    before = Counter(site.statuses)
+
+    def originals_answered(site) -> bool:
+        answered = {path.split("?", 1)[0] for (path, status), n in site.statuses.items()
+                    if status == 200 and n > before[(path, status)]}
+        return originals <= answered
+
+    release = threading.Event()
+    held = {path: site.pages[path] for path in COPY_LISTINGS}
+    for path, page in held.items():
+        site.pages[path] = dataclasses.replace(page, hold=release)
+    releaser = threading.Thread(target=lambda: (site.wait_for(originals_answered, timeout=300), release.set()),
+                                daemon=True)
+    releaser.start()
+    requests_before = Counter(site.requests)
+    try:
+        result = run_crawl(archive, [site.base_url + path for path in START_PATHS], settings={"EXTRACT_WORKERS": "1"})
+    finally:
+        release.set()
+        site.pages.update(held)
+    result.requests = Counter(site.requests) - requests_before
+    result.copies_held_until_originals = originals_answered(site)
     return site, spec, result
 
 

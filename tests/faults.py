@@ -3,13 +3,33 @@
 Named in ``-s EXTENSIONS={"faults.ParquetWriteFault": 0}`` with ``tests/`` on ``PYTHONPATH``, the extension
 makes the Nth row group written to an ``articles`` file raise, as a bug in our own code would
 (``FAULT_PARQUET_ROW_GROUP``, default 3).
+
+``faults.HeldExtraction`` makes the extraction of pages whose URL matches ``FAULT_HOLD_EXTRACT_URL`` (a
+regex) last until the file ``FAULT_HOLD_EXTRACT_RELEASE`` exists, or, without one, until the pool's time
+limit kills the worker: a runaway extraction by construction, whatever the machine's speed. Each held page
+leaves a file in ``FAULT_HOLD_EXTRACT_ANNOUNCE`` (when set) as its worker starts holding it.
+
+``-s TWISTED_DNS_RESOLVER=faults.StaticDNSResolver`` answers the names of ``FAULT_DNS_ANSWERS`` without DNS.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
+import os
+import re
+import time
+from pathlib import Path
 
+import psutil
+from scrapy.resolver import dnscache
+
+from crawler.containment import PrivateNetworkResolver
+from pipelines import extract
 from pipelines.parquet import _PartitionFile
+
+_extract_task = extract.extract_task
 
 
 class InjectedFault(RuntimeError):
@@ -34,3 +54,45 @@ class ParquetWriteFault:
     def from_crawler(cls, crawler):
         _PartitionFile.write = faulty_write(crawler.settings.getint("FAULT_PARQUET_ROW_GROUP", 3))
         return cls()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def held_extract_task(html, url, min_chars, now, *, pattern: str, release: str, announce: str, crawler: int):
+    """``extract_task``, held first when ``url`` matches ``pattern`` (in the worker process)."""
+    if re.search(pattern, url):
+        if announce:
+            Path(announce, f"held-{os.getpid()}-{time.monotonic_ns()}").write_text(url)
+        while not (release and os.path.exists(release)):
+            if not _running(crawler):  # killed: nothing waits for this page (the fork server outlives its workers)
+                os._exit(0)
+            time.sleep(0.02)
+    return _extract_task(html, url, min_chars, now)
+
+
+class HeldExtraction:
+    @classmethod
+    def from_crawler(cls, crawler):
+        settings = crawler.settings
+        # read by ExtractPipeline when the item pipelines are built, after the extensions
+        extract.extract_task = functools.partial(
+            held_extract_task, pattern=settings["FAULT_HOLD_EXTRACT_URL"],
+            release=settings.get("FAULT_HOLD_EXTRACT_RELEASE", ""),
+            announce=settings.get("FAULT_HOLD_EXTRACT_ANNOUNCE", ""), crawler=os.getpid())
+        return cls()
+
+
+class StaticDNSResolver(PrivateNetworkResolver):
+    """The crawler's resolver (``TWISTED_DNS_RESOLVER``), answering the names of ``FAULT_DNS_ANSWERS`` (JSON:
+    name -> address) from Scrapy's DNS cache, with no lookup: a name that resolves to a public address, no DNS."""
+
+    @classmethod
+    def from_crawler(cls, crawler, reactor):
+        for name, address in json.loads(crawler.settings.get("FAULT_DNS_ANSWERS", "{}")).items():
+            dnscache[name] = address
+        return super().from_crawler(crawler, reactor)

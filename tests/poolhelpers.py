@@ -25,6 +25,6 @@ def worker_facts_task(html, url, min_chars, now):
 
     from pipelines.extract import Extraction
 
-    facts = {"gc_frozen": gc.get_freeze_count(), "scrapy_imported": "scrapy" in sys.modules,
+    facts = {"pid": os.getpid(), "ppid": os.getppid(), "gc_frozen": gc.get_freeze_count(), "scrapy_imported": "scrapy" in sys.modules,
              "stoplists_cached": define_stoplist.cache_info().currsize, "tld_trie_loaded": bool(tld_names)}
     return Extraction(None, "not_article", json.dumps(facts))

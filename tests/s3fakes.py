@@ -2,14 +2,17 @@
 
 ``MotoServer`` starts ``python -m moto.server`` on 127.0.0.1 (port 0) and
 reads the port it got. ``FaultProxy`` sits in front of it and forwards every
-request, except those a rule matches: those get a 500/503 answer, a slow
-answer, or a dropped connection. Tests point ``AWS_ENDPOINT_URL`` at either.
+request, except those a rule matches: those get a 500/503 answer, no answer
+until the client gives up, or a dropped connection. Tests point
+``AWS_ENDPOINT_URL`` at either. Its handler threads count and log under one
+lock, so the counts a test reads are exact.
 """
 
 from __future__ import annotations
 
 import http.client
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -63,15 +66,19 @@ class MotoServer:
 
 @dataclass
 class Fault:
-    """Requests matching ``method`` and ``path`` (a regex on path+query) get ``action``, ``times`` times (None: always)."""
+    """Requests matching ``method`` and ``path`` (a regex on path+query) get ``action``, ``times`` times (None: always).
+
+    ``slow``: no answer until the client gives up and closes the connection (its read timeout), so the timeout
+    fires by construction; after ``delay`` s (a safety net) the request is forwarded after all.
+    """
 
     action: str  #: "status", "slow" or "drop"
     method: str | None = None
     path: str = ""
     status: int = 503
-    delay: float = 0.0
+    delay: float = 120.0
     times: int | None = 1
-    hits: int = 0
+    hits: int = 0  #: counted under the proxy's lock
 
     def matches(self, method: str, path: str) -> bool:
         if self.times is not None and self.hits >= self.times:
@@ -85,6 +92,7 @@ class FaultProxy:
     faults: list[Fault] = field(default_factory=list)
     log: list[tuple[str, str, str]] = field(default_factory=list)  #: (method, path, outcome)
     down: bool = False  #: every request is answered 503 while set
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def start(self) -> str:
         proxy = self
@@ -98,15 +106,17 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 fault = proxy._fault(self.command, self.path)
                 if fault is not None and fault.action == "drop":
-                    proxy.log.append((self.command, self.path, "drop"))
+                    proxy._record(self.command, self.path, "drop")
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
-                if fault is not None and fault.action == "slow":
-                    time.sleep(fault.delay)
+                if fault is not None and fault.action == "slow" and self._client_gave_up(fault.delay):
+                    proxy._record(self.command, self.path, "client gave up")
+                    self.close_connection = True
+                    return
                 if proxy.down or (fault is not None and fault.action == "status"):
                     status = fault.status if fault is not None and fault.action == "status" else 503
-                    proxy.log.append((self.command, self.path, str(status)))
+                    proxy._record(self.command, self.path, str(status))
                     payload = (f"<?xml version='1.0'?><Error><Code>{'SlowDown' if status == 503 else 'InternalError'}"
                                f"</Code><Message>injected</Message></Error>").encode()
                     self.send_response(status)
@@ -120,7 +130,7 @@ class FaultProxy:
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 payload = response.read()
-                proxy.log.append((self.command, self.path, str(response.status)))
+                proxy._record(self.command, self.path, str(response.status))
                 self.send_response(response.status)
                 for name, value in response.getheaders():
                     if name.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
@@ -134,6 +144,11 @@ class FaultProxy:
                     self.wfile.write(payload)
                 connection.close()
 
+            def _client_gave_up(self, limit: float) -> bool:
+                """Wait, answering nothing, until the client closes the connection (or ``limit`` s pass)."""
+                readable, _, _ = select.select([self.connection], [], [], limit)
+                return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle  # noqa: N815
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
@@ -145,15 +160,31 @@ class FaultProxy:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def _fault(self, method: str, path: str) -> Fault | None:
-        for fault in self.faults:
-            if fault.matches(method, path):
-                fault.hits += 1
-                return fault
+        with self._lock:
+            for fault in self.faults:
+                if fault.matches(method, path):
+                    fault.hits += 1
+                    return fault
         return None
+
+    def _record(self, method: str, path: str, outcome: str) -> None:
+        with self._lock:
+            self.log.append((method, path, outcome))
+
+    def hits(self) -> list[tuple[str, int, int | None]]:
+        """(path regex, hits, times) of every fault."""
+        with self._lock:
+            return [(fault.path, fault.hits, fault.times) for fault in self.faults]
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
 
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
 
     def count(self, method: str, path_regex: str = "", outcome: str | None = None) -> int:
-        return sum(1 for m, p, o in self.log if m == method and re.search(path_regex, p) and (outcome is None or o == outcome))
+        with self._lock:
+            return sum(1 for m, p, o in self.log
+                       if m == method and re.search(path_regex, p) and (outcome is None or o == outcome))

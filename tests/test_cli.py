@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, TEST_SETTINGS, run_crawl
+from conftest import REPO, TEST_SETTINGS, crawl_env, run_crawl
 from crawler.localsite import LocalSite, Page
 from newssite import REFERENCE_PATH
 
@@ -70,7 +69,7 @@ def test_archive_uri_from_the_environment(news_site, tmp_path):
     command = [sys.executable, "-m", "scrapy", "crawl", "news", "-a", f"start_urls={site.base_url}{REFERENCE_PATH}"]
     for name, value in TEST_SETTINGS.items():
         command += ["-s", f"{name}={value}"]
-    env = {**os.environ, "ARCHIVE_URI": archive.as_uri()}
+    env = crawl_env({"ARCHIVE_URI": archive.as_uri()})
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert len(list(archive.glob("articles/dt=*/*.parquet"))) == 1

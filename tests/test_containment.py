@@ -1,10 +1,11 @@
 """Containment: what the crawler may connect to, robots.txt errors, hostile XML, secrets, remote consoles.
 
 No test here sends a packet beyond loopback: addresses are decided by pure
-functions, crawls target IP literals only (no DNS), private targets other
-than loopback are refused before any connection, and crawls that name them
-run behind a catch-all proxy on 127.0.0.1, so even a broken guard would only
-reach that proxy (which the test then sees).
+functions, crawls target IP literals only or names answered by a static test
+resolver (no DNS), every test crawl allows only loopback
+(``CRAWL_ALLOWED_NETWORKS``), and crawls that name other targets run behind a
+catch-all proxy on 127.0.0.1, so even a broken guard would only reach that
+proxy (which the test then sees).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import io
 import ipaddress
 import json
 import logging
+import os
 import socket
+import threading
 import tracemalloc
 from types import SimpleNamespace
 
@@ -27,12 +30,13 @@ from scrapy.utils.project import get_project_settings
 from twisted.internet import defer
 from twisted.internet._resolver import SimpleResolverComplexifier
 
-from conftest import TEST_SETTINGS, run_crawl
+from conftest import LOOPBACK, REPO, TEST_SETTINGS, crawl_command, crawl_env, run_crawl
+from crawler import demo, documents
 from crawler import settings as project_settings
-from crawler import documents
 from crawler.containment import (
     AddressPolicy,
     ContainmentMiddleware,
+    NetworkNotAllowed,
     PrivateNetworkRefused,
     PrivateNetworkResolver,
     SchemeRefused,
@@ -86,6 +90,27 @@ def test_allow_private_networks_setting():
     assert not AddressPolicy.from_setting(["10.0.0.0/8"]).refuses("10.1.2.3")
     with pytest.raises(ArchiveConfigError):
         AddressPolicy.from_setting("127.0.0.1/33")
+
+
+def test_crawl_allowed_networks_setting():
+    only = AddressPolicy.from_setting("127.0.0.0/8,::1", only="127.0.0.0/8, ::1")
+    for address in ("127.0.0.1", "127.3.4.5", "::1", "::ffff:127.0.0.1"):
+        assert only.refusal(address) is None, address
+    for address in GLOBAL + ["2002:5db8:d822::"]:  # and the 6to4 address of 93.184.216.34
+        assert only.refusal(address) is NetworkNotAllowed, address
+    assert only.refusal("10.0.0.1") is PrivateNetworkRefused, "the private-network rule is checked first"
+    everything_private = AddressPolicy.from_setting(True, only=["10.0.0.0/8"])
+    assert everything_private.refusal("10.1.2.3") is None
+    assert everything_private.refusal("192.168.1.1") is everything_private.refusal("8.8.8.8") is NetworkNotAllowed
+    assert everything_private.restricts and not AddressPolicy.from_setting(True).restricts
+    for unset in ("", None, [], " , "):
+        assert AddressPolicy.from_setting(False, only=unset) == AddressPolicy()
+        assert AddressPolicy.from_setting(False, only=unset).refusal("93.184.216.34") is None
+    for bad in ("127.0.0.1/33", "loopback", "true", ["::1", "10.0.0.0/40"]):
+        with pytest.raises(ArchiveConfigError, match="^CRAWL_ALLOWED_NETWORKS must be networks like"):
+            AddressPolicy.from_setting(False, only=bad)
+    assert only.refuses_host("93.184.216.34") is True and only.refuses_host("public.invalid") is None
+    assert only.refuses_host("localhost") is False
 
 
 def test_hosts_refused_without_a_lookup():
@@ -161,6 +186,65 @@ def test_middleware_refuses_schemes_and_private_hosts_before_the_download(caplog
     assert len(refused_lines) == 1 and "10.1.2.3" in refused_lines[0], "one line per refused host"
 
 
+def test_resolver_and_middleware_refuse_public_addresses_outside_the_allowed_networks(caplog):
+    policy = AddressPolicy.from_setting(LOOPBACK, only=LOOPBACK)
+    resolver = PrivateNetworkResolver(reactor=None, cache_size=100, timeout=1, policy=policy)
+    dnscache["public.invalid"], dnscache["here.invalid"] = "93.184.216.34", "127.0.0.1"
+    try:
+        failures, answers = [], []
+        for name in ("public.invalid", "93.184.216.34", "[2606:4700::1]"):
+            resolver.getHostByName(name).addErrback(failures.append)
+        resolver.getHostByName("here.invalid").addCallback(answers.append)
+        assert [f.check(NetworkNotAllowed) for f in failures] == [NetworkNotAllowed] * 3 and answers == ["127.0.0.1"]
+        assert "resolves to 93.184.216.34, outside the allowed networks" in str(failures[0].value)
+
+        class Receiver:
+            addresses: list = []
+
+            def resolutionBegan(self, resolution): ...  # noqa: N802
+            def addressResolved(self, address): self.addresses.append(address)  # noqa: N802,E704
+            def resolutionComplete(self): ...  # noqa: N802,E704
+
+        receiver = Receiver()
+        SimpleResolverComplexifier(resolver).resolveHostName(receiver, "public.invalid", 80)
+        assert receiver.addresses == [], "Twisted gets no address to connect to"
+    finally:
+        del dnscache["public.invalid"], dnscache["here.invalid"]
+
+    lookups = []
+
+    def resolve(host):
+        lookups.append(host)
+        return resolver.getHostByName(host) if host == "rebound.invalid" else defer.succeed("93.184.216.34")
+
+    collector = FakeStats()
+    middleware = ContainmentMiddleware(policy, resolve, collector)
+
+    def outcome(url):
+        try:
+            asyncio.run(middleware.process_request(Request(url)))
+        except (PrivateNetworkRefused, NetworkNotAllowed) as exc:
+            return exc.reject_reason
+        return "allowed"
+
+    dnscache["rebound.invalid"] = "8.8.8.8"
+    try:
+        with caplog.at_level(logging.WARNING, logger="crawler.containment"):
+            assert outcome("http://127.0.0.1:8080/") == outcome("http://[::1]:8080/") == "allowed"
+            for url in ("http://93.184.216.34/", "https://[2606:4700::1]/x", "http://8.8.8.8:53/"):
+                assert outcome(url) == "network_not_allowed", url
+            assert lookups == [], "literals are decided without a lookup"
+            assert outcome("http://public.invalid/a") == outcome("http://public.invalid/b") == "network_not_allowed"
+            assert outcome("http://rebound.invalid/") == "network_not_allowed", "the resolver's own refusal"
+            assert outcome("http://10.0.0.1/") == "private_network"
+    finally:
+        del dnscache["rebound.invalid"]
+    assert collector.values == {stats.refused("network_not_allowed"): 6, stats.refused("private_network"): 1}
+    lines = [r.getMessage() for r in caplog.records if "public.invalid" in r.getMessage()]
+    assert lines == ["Refused requests to public.invalid: it resolves to 93.184.216.34, outside the allowed networks "
+                     "(CRAWL_ALLOWED_NETWORKS)"], "one line per refused host"
+
+
 class FakeStats:
     def __init__(self):
         self.values = {}
@@ -226,6 +310,81 @@ def test_private_targets_of_links_and_redirects_are_never_connected_to(tmp_path,
     assert refused(result, "private_network") == 3 * len(hosts), "...to a refusal, as were the links and start URLs"
     for dataset in ("articles", "duplicates"):
         assert not [row for row in result.rows(dataset) if not row["url"].startswith(site.base_url)]
+
+
+@pytest.mark.slow
+def test_public_targets_outside_the_allowed_networks_are_never_connected_to(tmp_path, catch_all_proxy):
+    """Every test crawl allows loopback only (TEST_SETTINGS): links, redirects and start URLs to public
+    addresses, as IP literals and as a name resolving to one (a static test resolver: no DNS), are refused
+    before any connection; a broken guard would send them to the catch-all proxy, which sees nothing."""
+    proxy, proxy_env = catch_all_proxy
+    with LocalSite() as site:
+        hosts = ["http://93.184.216.34", "http://[2606:4700::1]:8080", "https://8.8.8.8", "http://public.invalid"]
+        links = "".join(f'<a href="{host}/linked">link</a>' for host in hosts)
+        redirects = "".join(f'<a href="/redirect-{n}">redirect</a>' for n in range(len(hosts)))
+        site.pages["/"] = Page(body=f"<html><body>{links}{redirects}</body></html>".encode())
+        for n, host in enumerate(hosts):
+            site.pages[f"/redirect-{n}"] = Page(body=b"", status=302, headers={"Location": host + "/moved"})
+        result = run_crawl(tmp_path / "archive", [site.base_url + "/"] + [host + "/" for host in hosts], settings={
+            "TWISTED_DNS_RESOLVER": "faults.StaticDNSResolver", "FAULT_DNS_ANSWERS": '{"public.invalid": "93.184.216.34"}',
+        }, env={**proxy_env, "PYTHONPATH": str(REPO / "tests")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sum(proxy.requests.values()) == 0, proxy.requests
+    assert all(site.fetched(f"/redirect-{n}") == 1 for n in range(len(hosts))), "the redirects were followed..."
+    assert refused(result, "network_not_allowed") == 3 * len(hosts), "...to a refusal, as were the links and start URLs"
+    assert refused(result, "private_network") == 0
+    rejects = [row for row in result.rows("rejects") if not row["url"].startswith("http://127.0.0.1:")]
+    assert sorted({row["reason"] for row in rejects}) == ["network_not_allowed"] and len(rejects) == 3 * len(hosts)
+    assert result.stderr.count("Refused requests to public.invalid: it resolves to 93.184.216.34") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("setting", "value"), [("CRAWL_ALLOWED_NETWORKS", "127.0.0.0/33"),
+                                                ("CRAWL_ALLOWED_NETWORKS", "loopback"),
+                                                ("ALLOW_PRIVATE_NETWORKS", "10.0.0.0/8,maybe")])
+def test_bad_network_settings_are_refused_at_start_up(tmp_path, setting, value):
+    with LocalSite({"/": Page(body=ARTICLE)}) as site:
+        result = run_crawl(tmp_path / "archive", [site.base_url + "/"], settings={setting: value})
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"news-archive: {setting} must be ") and "Traceback" not in result.stderr, last
+    assert sum(site.requests.values()) == 0 and not (tmp_path / "archive").exists()
+
+
+def test_every_test_demo_and_benchmark_crawl_reaches_loopback_only():
+    command = crawl_command(REPO / "archive", ["http://127.0.0.1:1/"])
+    assert f"CRAWL_ALLOWED_NETWORKS={LOOPBACK}" in command
+    assert "CRAWL_ALLOWED_NETWORKS=127.0.0.0/8" in demo.crawl_command("http://127.0.0.1:1", REPO / "archive")
+    assert '"CRAWL_ALLOWED_NETWORKS": "127.0.0.0/8"' in (REPO / "benchmarks" / "throughput.py").read_text()
+
+
+def test_no_proxy_or_aws_variable_from_outside_reaches_a_test_or_a_crawl(monkeypatch):
+    # the session started without them (conftest.no_way_off_loopback), whatever the machine's environment
+    assert [name for name in os.environ if name.lower().endswith("_proxy")] == []
+    assert sorted(name for name in os.environ if name.startswith("AWS_")) == [
+        "AWS_CONFIG_FILE", "AWS_EC2_METADATA_DISABLED", "AWS_SHARED_CREDENTIALS_FILE"]
+    outside = {"http_proxy": "http://proxy.example:3128", "HTTPS_PROXY": "http://proxy.example:3128",
+               "ALL_PROXY": "socks5://proxy.example:1080", "No_Proxy": "*", "ftp_proxy": "http://proxy.example:21",
+               "AWS_PROFILE": "production", "AWS_ENDPOINT_URL": "https://s3.amazonaws.com", "AWS_REGION": "eu-west-1",
+               "ARCHIVE_URI": "s3://production-bucket/news"}
+    for name, value in outside.items():
+        monkeypatch.setenv(name, value)
+    env = crawl_env({"https_proxy": "http://127.0.0.1:9", "AWS_REGION": "us-east-1"})  # what a test sets is kept
+    assert {name: env.get(name) for name in outside} == {name: None for name in outside} | {"AWS_REGION": "us-east-1"}
+    assert env["https_proxy"] == "http://127.0.0.1:9"
+    assert env["AWS_CONFIG_FILE"] == env["AWS_SHARED_CREDENTIALS_FILE"] == os.devnull
+
+
+@pytest.mark.slow
+def test_a_proxy_in_the_test_environment_does_not_reach_a_crawl(tmp_path, monkeypatch, catch_all_proxy):
+    proxy, _ = catch_all_proxy
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, proxy.base_url)  # as if the machine had a proxy, loopback not exempted
+    monkeypatch.delenv("no_proxy", raising=False)
+    with LocalSite({"/": Page(body=ARTICLE)}) as site:
+        result = run_crawl(tmp_path / "archive", [site.base_url + "/"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert site.fetched("/") == 1 and sum(proxy.requests.values()) == 0, proxy.requests
 
 
 @pytest.mark.slow
@@ -313,10 +472,11 @@ def robots_site(robots: Page | None) -> LocalSite:
 @pytest.mark.slow
 def test_robots_txt_errors_disallow_the_site_and_4xx_allows_it(tmp_path):
     rules = "User-agent: *\nDisallow: /private/\n"
+    never = threading.Event()  # the timeout site's robots.txt is answered only after the crawl
     sites = {
         "500": robots_site(Page(body=b"oops", status=500, content_type="text/plain")),
         "503": robots_site(Page(body=b"busy", status=503, content_type="text/plain", headers={"Retry-After": "1"})),
-        "timeout": robots_site(Page(body=rules.encode(), content_type="text/plain", delay=3)),
+        "timeout": robots_site(Page(body=rules.encode(), content_type="text/plain", hold=never)),
         "404": robots_site(Page(body=b"User-agent: *\nDisallow: /\n", status=404, content_type="text/plain")),
         "rules": robots_site(Page(body=rules.encode(), content_type="text/plain")),
     }
@@ -327,6 +487,7 @@ def test_robots_txt_errors_disallow_the_site_and_4xx_allows_it(tmp_path):
         result = run_crawl(tmp_path / "archive", [site.base_url + "/" for site in sites.values()] + [closed],
                            settings={"DOWNLOAD_TIMEOUT": "1", "RETRY_TIMES": "1"})
     finally:
+        never.set()
         for site in sites.values():
             site.stop()
     assert result.returncode == 0, result.stderr[-2000:]

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pipelines.fingerprints import canonicalize_url
+from newssite import REFERENCE_AUTHOR_PATH
 from quality import token_f1
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
@@ -42,8 +42,11 @@ def test_no_non_article_row(news_crawl):
     archived |= {path_of(row["canonical_url"]) for row in result.rows("articles")}
     assert not archived & set(spec.non_articles)
     rejected = {path_of(row["url"]): row["reason"] for row in result.rows("rejects")}
-    for path in spec.non_articles:
-        assert rejected.get(path) in ("not_article", "too_short"), path
+    # listing and utility pages are recognised by their signals; the two with a single teaser have less text
+    # than EXTRACT_MIN_CHARS, which is checked first
+    short = {"/section/business/", REFERENCE_AUTHOR_PATH}
+    assert {path: rejected.get(path) for path in spec.non_articles} == {
+        path: "too_short" if path in short else "not_article" for path in spec.non_articles}
 
 
 def test_robots_disallowed_never_fetched(news_crawl):
@@ -51,14 +54,14 @@ def test_robots_disallowed_never_fetched(news_crawl):
     assert spec.disallowed
     for path in spec.disallowed:
         assert result.requests[path] == 0, path
-    assert result.requests["/robots.txt"] >= 1
+    assert result.requests["/robots.txt"] == 2  # as a start URL, and by the robots.txt middleware
 
 
 def test_each_story_fetched_once_whatever_its_tracking_parameters(news_crawl):
     _, spec, result = news_crawl
     fetches: dict[str, int] = defaultdict(int)
     for path, count in result.requests.items():
-        fetches[urlsplit(canonicalize_url("http://h" + path)).path] += count
+        fetches[urlsplit(path).path] += count  # every query string on the site is tracking only
     assert spec.tracking_links
     for link in spec.tracking_links:
         target = urlsplit(link).path
@@ -74,26 +77,28 @@ def test_duplicates_recorded_with_their_kind(news_crawl):
         by_path[path_of(row["url"])].append(row)
         assert row["duplicate_of_id"] in {a["article_id"] for a in archived.values()}
         assert row["crawl_id"] == row["duplicate_of_crawl_id"]
-    for kind, mapping in (("exact", spec.exact_copies), ("near", spec.near_copies)):
+    # the first article to reach deduplication is kept; here that is the original, by construction
+    # (conftest.news_crawl: the copies are only linked from pages answered after every original)
+    assert result.copies_held_until_originals
+    for kind, mapping in (("exact", spec.exact_copies), ("near", spec.near_copies), ("url", spec.canonical_aliases)):
         for copy, original in mapping.items():
-            # whichever of the two was fetched first is the article; the other is its duplicate
-            duplicate = copy if original in archived else original
-            kept = original if original in archived else copy
-            rows = by_path[duplicate]
-            assert [r["kind"] for r in rows] == [kind], (duplicate, rows)
-            assert path_of(rows[0]["duplicate_of_url"]) == kept
+            assert original in archived and copy not in archived, (kind, original, copy)
+            assert not [r for r in by_path[original] if r["fetched"]], (original, by_path[original])
+            rows = by_path[copy]
+            assert [r["kind"] for r in rows] == [kind], (copy, rows)
+            assert rows[0]["duplicate_of_url"] == spec.base_url + original
+            assert rows[0]["duplicate_of_id"] == archived[original]["article_id"]
             assert rows[0]["fetched"] is True
             if kind == "near":
                 assert 0 < rows[0]["distance"] <= 7
             else:
                 assert rows[0]["distance"] is None
-    for alias, original in spec.canonical_aliases.items():
-        rows = by_path[alias] or by_path[original]
-        assert [r["kind"] for r in rows] == ["url"]
-    tracking_variants = [r for r in duplicates if r["kind"] == "url" and not r["fetched"]]
-    assert tracking_variants, "links with tracking parameters to already-requested articles are recorded"
-    for row in tracking_variants:
-        assert canonicalize_url(row["url"]) == row["canonical_url"] == row["duplicate_of_url"]
+    tracking_variants = {path_of(r["url"]): r for r in duplicates if r["kind"] == "url" and not r["fetched"]}
+    for path, row in tracking_variants.items():
+        # the site serves each story at its path; a query string on it is tracking only
+        assert row["canonical_url"] == row["duplicate_of_url"] == spec.base_url + urlsplit(path).path, path
+    for link in spec.tracking_links:  # each link with tracking parameters was fetched, or recorded unfetched
+        assert (result.requests[link] == 1) != (link in tracking_variants), link
 
 
 def test_reference_article_row(news_crawl):
@@ -126,7 +131,7 @@ def test_bodies_are_clean_and_complete(news_crawl):
         assert "\n\n\n" not in row["body"] and row["body"] == row["body"].strip()
         assert row["word_count"] == len(row["body"].split())
         scores.append(token_f1(row["body"], article.body))
-    assert len(scores) >= len(spec.articles) - 1
+    assert len(scores) == len(spec.articles)
     assert min(scores) >= 0.75 and sum(scores) / len(scores) >= 0.9, sorted(scores)
 
 

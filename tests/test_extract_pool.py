@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import datetime, timezone
 
 from crawler.items import ArticleRecord, FetchedPage, RejectRecord
@@ -40,7 +41,27 @@ def test_hung_and_crashed_workers_cost_one_page_each():
     assert results[1].reason == "extract_timeout" and results[2].reason == "worker_crashed"
     assert stats["archive/extract/dropped/extract_timeout"] == 1 and stats["archive/extract/dropped/worker_crashed"] == 1
     assert stats["archive/cpu/extract_seconds"] > 0
-    assert 1 <= stats["archive/extract/max_in_flight"] <= len(items)
+    # every page is handed to the pool before any result can come back: each process_item runs up to its
+    # ``await`` in the same turn of the event loop, and a result is only seen in a later turn (the hung page
+    # holds its worker for the whole 3 s anyway); so all six are in flight at once, though only two run
+    assert stats["archive/extract/max_in_flight"] == len(items) == 6
+    assert pipeline.in_flight == 0
+
+
+def test_pages_awaited_one_at_a_time_are_one_in_flight():
+    stats = Stats()
+    pipeline = ExtractPipeline(crawl_id="run", min_chars=300, workers=2, stats_collector=stats)
+
+    async def main():
+        pipeline.open_spider()
+        try:
+            return [await pipeline.process_item(page(n=n)) for n in range(3)]
+        finally:
+            pipeline.close_spider()
+
+    results = asyncio.run(main())
+    assert [type(r).__name__ for r in results] == ["ArticleRecord"] * 3
+    assert stats["archive/extract/max_in_flight"] == 1, "a maximum of pages at once, not a count of pages"
 
 
 def test_oversized_page_is_not_extracted():
@@ -67,8 +88,12 @@ def test_workers_start_from_a_warmed_up_frozen_fork_server():
     # forked from a server that imported the extraction code (not Scrapy), loaded jusText's stoplists, extracted
     # one page (lazy initialisation paid once, not by every new worker) and froze it all out of the collector's view
     pipeline = ExtractPipeline(crawl_id="run", min_chars=300, workers=1, max_tasks_per_worker=1, task=worker_facts_task)
-    results = run(pipeline, [page(n=1), page(n=2)])
-    for result in results:  # the second page runs in a second, freshly forked worker
-        facts = json.loads(result.detail)
-        assert facts["gc_frozen"] > 10_000 and not facts["scrapy_imported"]
-        assert facts["stoplists_cached"] >= 1 and facts["tld_trie_loaded"]
+    facts = [json.loads(result.detail) for result in run(pipeline, [page(n=1), page(n=2)])]
+    # one worker that takes one page: the second page runs in a second worker, forked by the same fork server
+    # (the parent of both), not by this process
+    first, second = facts
+    assert first["pid"] != second["pid"] and os.getpid() not in (first["pid"], second["pid"])
+    assert first["ppid"] == second["ppid"] != os.getpid()
+    for fact in facts:
+        assert fact["gc_frozen"] > 10_000 and not fact["scrapy_imported"]
+        assert fact["stoplists_cached"] >= 1 and fact["tld_trie_loaded"]

@@ -46,14 +46,31 @@ def test_round_trip_keeps_every_field(tmp_path):
     assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
 
 
+def row_groups(path) -> list[int]:
+    metadata = pq.ParquetFile(path).metadata
+    return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+
+
 def test_files_roll_by_rows_and_row_groups_by_rows(tmp_path):
     writer, store, published = make_writer(tmp_path, max_file_rows=10, row_group_rows=4)
     for n in range(25):
         writer.write(article(n), dt="2026-11-25")
-    assert [f.rows for f in published] == [12, 12]  # rolled after the row group that crossed 10 rows
+    assert [f.rows for f in published] == [10, 10]  # a maximum: the third row group of each is cut to fit
     writer.close()
-    assert [f.rows for f in published] == [12, 12, 1]
-    assert pq.ParquetFile(store.root / published[0].key).metadata.num_row_groups == 3
+    assert [f.rows for f in published] == [10, 10, 5]
+    assert [row_groups(store.root / f.key) for f in published] == [[4, 4, 2], [4, 4, 2], [4, 1]]
+    titles = [row["title"] for f in published for row in pq.read_table(store.root / f.key).to_pylist()]
+    assert titles == [article(n).title for n in range(25)], "every row once, in order"
+
+
+def test_max_file_rows_is_a_maximum_whatever_the_row_group_size(tmp_path):
+    # a row group larger than the file, and rows converted to Arrow batches long before the row group is full
+    writer, store, published = make_writer(tmp_path, max_file_rows=300, row_group_rows=10_000)
+    for n in range(BATCH_ROWS * 3):
+        writer.write(article(n), dt="2026-11-25")
+    writer.close()
+    assert [f.rows for f in published] == [300, 300, 168]
+    assert [row_groups(store.root / f.key) for f in published] == [[300], [300], [168]]
 
 
 def test_rows_become_arrow_batches_long_before_a_row_group_is_written(tmp_path):
@@ -84,12 +101,13 @@ def test_only_repeating_columns_are_dictionary_encoded(tmp_path):
 
 
 def test_files_roll_by_bytes(tmp_path):
-    writer, _, published = make_writer(tmp_path, max_file_bytes=20_000, row_group_bytes=5_000)
+    writer, store, published = make_writer(tmp_path, max_file_bytes=20_000, row_group_bytes=5_000)
     for n in range(20):
         writer.write(article(n, body="word " * 400), dt="2026-11-25")
     writer.close()
-    assert len(published) >= 2 and all(f.rows < 20 for f in published)
-    assert sum(f.rows for f in published) == 20
+    # a row is ~2.5 KB of Arrow data: a row group is written at 2 rows (~5 KB), a file rolled after 4 (~20 KB)
+    assert [f.rows for f in published] == [8, 8, 4]
+    assert [row_groups(store.root / f.key) for f in published] == [[2, 2, 2, 2], [2, 2, 2, 2], [2, 2]]
 
 
 def test_partitions_by_dt(tmp_path):

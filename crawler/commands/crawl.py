@@ -36,7 +36,7 @@ def check_before_crawl(settings, spider_args: dict) -> None:
     from crawler.spiders.news import sites_from_args
 
     sites_from_args(spider_args.get("start_urls"), spider_args.get("sites"))
-    AddressPolicy.from_setting(settings.get("ALLOW_PRIVATE_NETWORKS"))
+    AddressPolicy.from_settings(settings)  # ALLOW_PRIVATE_NETWORKS, CRAWL_ALLOWED_NETWORKS
     check_frontier_dir(settings)
     if settings.get("ARCHIVE_CRAWL_ID"):
         check_crawl_id(settings["ARCHIVE_CRAWL_ID"])
