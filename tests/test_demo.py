@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -68,12 +69,18 @@ def test_demo_crawls_the_sample_site_into_an_archive(tmp_path):
     duplicates = _read(archive, "duplicates").to_pylist()
     kinds = sorted(row["kind"] for row in duplicates)
     assert kinds.count("exact") == 1 and kinds.count("near") == 1
-    # each story linked with tracking parameters is linked without them too: one of the two URLs is fetched,
-    # the other recorded as a url duplicate, never fetched
-    tracked = sorted(path.split("?")[0] for path in build_site("http://127.0.0.1:1").pages if "?utm_source=" in path)
+    # each story linked with tracking parameters is linked without them too: one of the two URLs is fetched (the
+    # article row's url says which); the tracked one, when it is the other, is a url duplicate, never fetched;
+    # the clean one, when it is the other, is the article's own canonical URL: no row
+    tracked = sorted(path for path in build_site("http://127.0.0.1:1").pages if "?utm_source=" in path)
+    fetched_as = {row["canonical_url"].split("/", 3)[3]: row["url"].split("/", 3)[3] for row in table.to_pylist()}
+    expected = sorted(path[1:] for path in tracked if fetched_as[path[1:].split("?")[0]] != path[1:])
     url_rows = [row for row in duplicates if row["kind"] == "url"]
-    assert sorted(row["canonical_url"].split("/", 3)[3] for row in url_rows) == [path[1:] for path in tracked]
+    assert sorted(row["url"].split("/", 3)[3] for row in url_rows) == expected
     assert not [row for row in url_rows if row["fetched"]]
+    own_url_links = len(tracked) - len(expected)
+    manifest = json.loads(next((archive / "runs").glob("*.json")).read_text())
+    assert manifest["counts"]["links_to_own_url"] == own_url_links
     near = next(row for row in duplicates if row["kind"] == "near")
     assert 0 < near["distance"] <= 7
 

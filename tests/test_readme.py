@@ -1,0 +1,76 @@
+"""The README's settings table says what crawler/settings.py does: every default it quotes, every setting it names."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import REPO
+from crawler import settings
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+#: defaults the table describes in words, not as the value: (setting, the words)
+DESCRIBED = {
+    "ARCHIVE_URI": "`./archive` (env `ARCHIVE_URI`)",
+    "ARCHIVE_SPOOL_DIR": "`<archive>/_spool`",
+    "ARCHIVE_S3_ENDPOINT_URL": "boto3's",
+    "ARCHIVE_S3_REGION": "boto3's",
+    "ARCHIVE_S3_ADDRESSING_STYLE": "`auto`",
+    "ARCHIVE_S3_STORAGE_CLASS": "none",
+    "ARCHIVE_S3_SSE": "none",
+    "ARCHIVE_S3_SSE_KMS_KEY_ID": "none",
+    "ARCHIVE_CRAWL_ID": "made at start",
+    "EXTRACT_WORKERS": "one per core",
+    "CRAWL_FRONTIER_DIR": "system temp folder",
+    "CRAWL_CONTACT": "env `CRAWL_CONTACT`",
+    "CRAWL_ALLOWED_NETWORKS": "empty (no restriction)",
+}
+
+
+def table_rows() -> list[tuple[list[str], str]]:
+    section = README.split("### Settings", 1)[1].split("\n\n", 2)[2]
+    rows = []
+    for line in section.split("\n\n", 1)[0].splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+        names = [name.replace("AUTOTHROTTLE_*", "AUTOTHROTTLE_ENABLED") for name in re.findall(r"`([A-Z0-9_*]+)`", cells[0])]
+        rows.append((names, cells[1]))
+    return rows
+
+
+def spellings(value) -> set[str]:
+    """How the README may write ``value``."""
+    if isinstance(value, bool):
+        return {f"`{value}`", "on" if value else "off"}
+    if isinstance(value, int):
+        forms = {str(value), f"{value:,}".replace(",", " "), f"{value} s"}
+        for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+            if value and value % size == 0:
+                forms.add(f"{value // size} {unit}")
+        return forms
+    if isinstance(value, float):
+        return {f"{value:g} s", f"{value:g}"}
+    return {f"`{value}`"}
+
+
+ROWS = table_rows()
+
+
+@pytest.mark.parametrize(("names", "cell"), ROWS, ids=[",".join(names) for names, _ in ROWS])
+def test_each_default_in_the_settings_table_is_the_one_in_settings_py(names, cell):
+    parts = [part.strip() for part in re.split(r" / |, (?![^()]*\))", cell)]
+    if len(parts) != len(names):
+        parts = [cell] * len(names)
+    for name, part in zip(names, parts):
+        assert hasattr(settings, name), f"{name} is in the README's table but not in crawler/settings.py"
+        if name in DESCRIBED:
+            assert part.startswith(DESCRIBED[name]), (name, part)
+            continue
+        value = getattr(settings, name)
+        assert any(part == form or part.startswith(form + " ") for form in spellings(value)), (name, value, part)
+
+
+def test_every_setting_of_the_project_is_in_the_table():
+    named = {name for names, _ in ROWS for name in names}
+    ours = {name for name in vars(settings) if name.startswith(("ARCHIVE_", "EXTRACT_", "DEDUP_", "CRAWL_", "MEMORY_"))}
+    assert ours - named == set()
