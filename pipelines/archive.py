@@ -14,8 +14,10 @@ files, and published by the next run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from pipelines.parquet import ClosedFile, DatasetWriter, check_file_schema
 from pipelines.state import (DISCOVERY_PREFIX, SNAPSHOT_PREFIX, RunState, discovery_bytes, discovery_entry,
                              is_transient_failure, load_discovery, load_state)
 from pipelines.storage import PublishedFile, check_crawl_id, file_sha256, redact, store_from_uri
+from pipelines.table import CommitError, DatasetTable, TableFile, legacy_table_files, table_file, table_keys
 from schemas import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -67,6 +70,31 @@ def open_store(settings):
     store = store_from_uri(settings["ARCHIVE_URI"], s3_options_from_settings(settings))
     store.check_writable()
     return store
+
+
+def dataset_tables(store) -> dict[str, DatasetTable]:
+    """Every dataset's Delta table in ``store`` (not opened yet)."""
+    tables = {}
+    for dataset, schema in DATASETS.items():
+        uri, options = store.table_location(dataset)
+        tables[dataset] = DatasetTable(uri, dataset, schema, options)
+    return tables
+
+
+def check_tables(store) -> None:
+    """At start-up, reading only: ``TableUnusable`` for a table location that is no table, ``SchemaMismatch`` for a
+    table that cannot take this release's schema."""
+    for table in dataset_tables(store).values():
+        table.check()
+
+
+def open_tables(store) -> dict[str, DatasetTable]:
+    """Every dataset's Delta table in ``store``, opened: created when missing (from the data files an older release
+    left, converting the archive in place), evolved when this release added nullable columns."""
+    tables = dataset_tables(store)
+    for dataset, table in tables.items():
+        table.open(legacy_files=lambda dataset=dataset: legacy_table_files(store, dataset))
+    return tables
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +131,12 @@ class ArchivePipeline:
         self.unsettled_sources: set[str] = set()  #: feeds and sitemaps an entry of which failed for now
         self.cpu_seconds = 0.0  #: writing Parquet, on the reactor thread
         self.upload_cpu_seconds = 0.0  #: publishing, in the upload threads
+        self.tables: dict[str, DatasetTable] = {}
+        self.commit_numbers: dict[str, int] = {}  #: dataset -> this run's last commit number to its table
+        self.commits: list[dict] = []  #: every commit this run made: dataset, commit number, files, seconds
+        self.commit_seconds = 0.0  #: wall time spent committing (in the upload threads)
+        self._commit_lock = threading.Lock()  #: a run's commits to a table are made one at a time, in order
+        self._stalled: set[tuple[str, str]] = set()  #: (writer, dataset) whose commit failed: later files wait
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -155,14 +189,24 @@ class ArchivePipeline:
             )
 
     def _prepare(self) -> RunState:
-        """In a thread, before the first request: publish leftovers of earlier runs, then load the state they
-        and all earlier runs left (so a leftover file counts as seen)."""
+        """In a thread, before the first request: open the tables, commit leftovers of earlier runs, then load the
+        state of what the tables hold now (so a leftover file counts as seen)."""
         removed = self.store.remove_stale_staging()
         if removed:
             logger.info("removed %d stale staging file(s) left in the archive by killed runs", removed)
-        self._recover_leftovers()
+        try:
+            self.tables = open_tables(self.store)
+            # a crawl id given again (a retried scheduler task) goes on after its own earlier commits
+            self.commit_numbers = {name: table.transaction_version(self.crawl_id) for name, table in self.tables.items()}
+        except Exception as exc:  # the store is down: crawl anyway, every file waits in the spool for the next run
+            logger.error("could not open the archive's tables; this run's files wait in the spool: %s", redact(str(exc)))
+            self._fail(f"open tables: {type(exc).__name__}: {redact(str(exc))}")
+            self.tables = {}
+        else:
+            self._recover_leftovers()
         articles, uncovered = load_state(self.store, near_distance=self.near_distance,
-                                         near_window_days=self.near_window_days)
+                                         near_window_days=self.near_window_days,
+                                         data_keys=table_keys(self.tables) if self.tables else {})
         return RunState(articles=articles, discovery=load_discovery(self.store), uncovered_files=uncovered)
 
     def _state_loaded(self, run_state: RunState) -> None:
@@ -184,12 +228,17 @@ class ArchivePipeline:
         files = spooling.complete_files(folder)
         manifest_entry = spooling.spooled_manifest(folder)
         published, failed = [], []
+        for orphan in spooling.orphan_intents(folder):
+            orphan.unlink()
+        # committed in the order of their commit numbers, then the files no commit was attempted for
+        files.sort(key=lambda f: (0, intent["commit"]) if (intent := spooling.read_intent(f.path)) else (1, f.key))
         for spooled in files:
             try:
-                check_file_schema(spooled.path, DATASETS[_dataset(spooled.key)])  # left by an older version?
-                sha256 = file_sha256(spooled.path)
-                rows = _parquet_rows(spooled.path)
-                published.append(self.store.publish(spooled.path, spooled.key, rows=rows, sha256=sha256))
+                dataset = _dataset(spooled.key)
+                check_file_schema(spooled.path, DATASETS[dataset])  # left by an incompatible version?
+                closed = ClosedFile(dataset=dataset, key=spooled.key, path=spooled.path, rows=_parquet_rows(spooled.path),
+                                    sha256=file_sha256(spooled.path))
+                published.append(self._publish_and_commit(closed, app_id=folder.name))
             except Exception as exc:
                 failed.append(f"publish {spooled.key} (left by {folder.name}): {type(exc).__name__}: {redact(str(exc))}")
         if failed:
@@ -216,7 +265,51 @@ class ArchivePipeline:
         if path is not None:
             path.unlink()
         self.recovered.append(folder.name)
-        logger.info("published %d file(s) left in the spool by run %s", len(published), folder.name)
+        logger.info("published and committed %d file(s) left in the spool by run %s", len(published), folder.name)
+
+    def _publish_and_commit(self, closed: ClosedFile, *, app_id: str) -> PublishedFile:
+        """Publish a closed file (kept in the spool), commit it to its table, then remove it from the spool.
+
+        The commit number is written beside the file before the commit (the intent): a file found in the spool
+        with an intent is committed under that number, which the table's transaction version says was made or
+        not; one without is committed under the writer's next number. Either way, never twice."""
+        if closed.dataset not in self.tables:
+            raise CommitError(f"the {closed.dataset} table could not be opened; {closed.key} waits in the spool")
+        if (app_id, closed.dataset) in self._stalled:
+            raise CommitError(f"an earlier commit to the {closed.dataset} table failed; {closed.key} waits in the "
+                              f"spool for the next run")
+        intent = spooling.read_intent(closed.path)
+        entry = TableFile(**intent["file"]) if intent else table_file(closed.path, closed.key, rows=closed.rows,
+                                                                       size=closed.path.stat().st_size)
+        published = self.store.publish(closed.path, closed.key, rows=closed.rows, sha256=closed.sha256, keep_local=True)
+        table = self.tables[closed.dataset]
+        with self._commit_lock:
+            started = time.monotonic()
+            if intent is not None:
+                number = intent["commit"]
+            elif app_id == self.crawl_id:
+                number = self.commit_numbers[closed.dataset] + 1
+            else:
+                number = table.transaction_version(app_id) + 1
+            if intent is None:
+                spooling.write_intent(closed.path, {"dataset": closed.dataset, "commit": number, "app_id": app_id,
+                                                    "file": dataclasses.asdict(entry)})
+            if app_id == self.crawl_id:
+                self.commit_numbers[closed.dataset] = number
+            try:
+                table.commit([entry], app_id=app_id, version=number,
+                             metadata={"news_archive.committed_by": self.crawl_id})
+            except CommitError:
+                # commit numbers are a high-water mark: no later commit may land before this one, so the files
+                # after it wait in the spool too, and the next run commits them in order
+                self._stalled.add((app_id, closed.dataset))
+                raise
+            seconds = time.monotonic() - started
+            self.commit_seconds += seconds
+            self.commits.append({"dataset": closed.dataset, "app_id": app_id, "commit": number, "path": entry.path,
+                                 "seconds": round(seconds, 3)})
+        spooling.remove_committed(closed.path)
+        return published
 
     # --- records -> files -> uploads -----------------------------------------------------------------------
 
@@ -258,10 +351,10 @@ class ArchivePipeline:
         self.uploads.append(_Upload(closed.dataset, closed, future))
 
     def _timed_publish(self, closed: ClosedFile) -> PublishedFile:
-        """In an upload thread: publish, and count the thread's CPU time."""
+        """In an upload thread: publish, commit, and count the thread's CPU time."""
         started = time.thread_time()
         try:
-            return self.store.publish(closed.path, closed.key, rows=closed.rows, sha256=closed.sha256)
+            return self._publish_and_commit(closed, app_id=self.crawl_id)
         finally:
             self.upload_cpu_seconds += time.thread_time() - started  # += on a float: one thread at a time matters little
 
@@ -374,8 +467,10 @@ class ArchivePipeline:
                                    else entry) for url, entry in self.discovery.items()}
                 self.store.put_bytes(f"{DISCOVERY_PREFIX}{self.crawl_id}.json", discovery_bytes(self.crawl_id, documents))
             new_files = len(self.published)
-            if self.run_state is not None and self.run_state.uncovered_files + new_files >= self.snapshot_files:
-                state, _ = load_state(self.store, near_distance=self.near_distance, near_window_days=0)
+            if self.tables and self.run_state is not None and \
+                    self.run_state.uncovered_files + new_files >= self.snapshot_files:
+                state, _ = load_state(self.store, near_distance=self.near_distance, near_window_days=0,
+                                      data_keys=table_keys(self.tables))
                 for name, data in state.snapshot_objects().items():  # manifest.json last: then it counts
                     self.store.put_bytes(f"{SNAPSHOT_PREFIX}{self.crawl_id}/{name}", data)
                 logger.info("wrote a state snapshot covering %d articles files, %d duplicates and %d rejects files",

@@ -92,7 +92,8 @@ def s3_etag(path: Path, *, multipart_threshold: int, multipart_chunksize: int) -
 class S3Store:
     """Publishes closed files under ``s3://bucket/prefix/<key>``."""
 
-    def __init__(self, *, bucket: str, prefix: str, client, options: S3Options) -> None:
+    def __init__(self, *, bucket: str, prefix: str, client, options: S3Options, session=None) -> None:
+        self.session = session  #: the boto3 session whose credential chain the client uses
         self.bucket = bucket
         self.prefix = prefix
         self.client = client
@@ -118,10 +119,11 @@ class S3Store:
             response_checksum_validation="when_required",
             user_agent_extra="news-archive",
         )
-        client = boto3.session.Session().client(
+        session = boto3.session.Session()
+        client = session.client(
             "s3", endpoint_url=options.endpoint_url or None, region_name=options.region or None, config=config
         )
-        return cls(bucket=bucket, prefix=prefix, client=client, options=options)
+        return cls(bucket=bucket, prefix=prefix, client=client, options=options, session=session)
 
     def _key(self, key: str) -> str:
         return check_key(f"{self.prefix}/{check_key(key)}" if self.prefix else check_key(key))
@@ -196,6 +198,38 @@ class S3Store:
     def exists(self, key: str) -> bool:
         return self._head(self._key(key)) is not None
 
+    def table_location(self, dataset: str) -> tuple[str, dict[str, str]]:
+        """The table's ``s3://`` URI and deltalake's storage options, from this store's boto3 client: the same
+        endpoint, region, addressing style and credentials (boto3's chain, resolved now: deltalake looks for none
+        of its own), commits by conditional PUT (no DynamoDB lock), the same encryption and timeouts."""
+        endpoint = self.client.meta.endpoint_url
+        credentials = (self.session or boto3.session.Session()).get_credentials()
+        frozen = credentials.get_frozen_credentials() if credentials is not None else None
+        options = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_REGION": self.client.meta.region_name or "us-east-1",
+            "AWS_ALLOW_HTTP": "true" if endpoint.startswith("http://") else "false",
+            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "true" if self._virtual_hosted(endpoint) else "false",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "conditional_put": "etag",
+            "timeout": f"{max(1, int(self.options.read_timeout))}s",
+            "connect_timeout": f"{max(1, int(self.options.connect_timeout))}s",
+            "max_retries": str(self.options.max_attempts),  # retries of each request, as boto3's max attempts
+        }
+        if frozen is not None:
+            options.update(AWS_ACCESS_KEY_ID=frozen.access_key, AWS_SECRET_ACCESS_KEY=frozen.secret_key)
+            if frozen.token:
+                options["AWS_SESSION_TOKEN"] = frozen.token
+        if self.options.sse:
+            options["AWS_SERVER_SIDE_ENCRYPTION"] = self.options.sse
+            if self.options.sse_kms_key_id:
+                options["AWS_SSE_KMS_KEY_ID"] = self.options.sse_kms_key_id
+        return f"s3://{self.bucket}/{self._key(dataset)}", options
+
+    def _virtual_hosted(self, endpoint: str) -> bool:
+        style = self.options.addressing_style or "auto"
+        return style == "virtual" or (style == "auto" and urlsplit(endpoint).hostname.endswith(".amazonaws.com"))
+
     def _head(self, full_key: str) -> dict | None:
         try:
             return self.client.head_object(Bucket=self.bucket, Key=full_key)
@@ -227,7 +261,7 @@ class S3Store:
                     aborted += 1
         return aborted
 
-    def publish(self, local_path: Path, key: str, *, rows: int, sha256: str) -> PublishedFile:
+    def publish(self, local_path: Path, key: str, *, rows: int, sha256: str, keep_local: bool = False) -> PublishedFile:
         full_key = self._key(key)
         size = local_path.stat().st_size
         try:
@@ -244,7 +278,8 @@ class S3Store:
                 self._verify(local_path, full_key, size=size, sha256=sha256)
         except (BotoCoreError, ClientError, Boto3Error) as exc:
             raise PublishError(f"could not upload {key} to {self.uri}: {redact(str(exc))}") from None
-        local_path.unlink()
+        if not keep_local:
+            local_path.unlink()
         return PublishedFile(key=key, rows=rows, bytes=size, sha256=sha256)
 
     def _verify(self, local_path: Path, full_key: str, *, size: int, sha256: str) -> None:

@@ -4,9 +4,14 @@ Each run writes under ``<spool root>/<crawl_id>/`` with the archive's own key
 layout, and holds an exclusive lock on ``<crawl_id>/.lock`` while it lives. A
 run folder that is left behind (the store was unreachable, or the process
 died) and whose lock is free belongs to nobody: the next run publishes its
-complete files under the same keys, discards its ``.inprogress`` files (those
-rows were never committed, so their pages are fetched again), and publishes
-its manifest last.
+complete files under the same keys and commits them to their tables, discards
+its ``.inprogress`` files (those rows were never committed, so their pages are
+fetched again), and publishes its manifest last.
+
+A file stays in the spool until its table commit is made: before committing,
+its commit number is written beside it (``<name>.parquet.commit.json``, the
+intent), so that whoever commits it after a crash uses the same number, and the
+table's transaction version tells whether that commit was made already.
 """
 
 from __future__ import annotations
@@ -72,6 +77,38 @@ def complete_files(folder: Path) -> list[SpooledFile]:
         elif path.is_file() and path.suffix == ".parquet":
             files.append(SpooledFile(path.relative_to(folder).as_posix(), path))
     return files
+
+
+INTENT_SUFFIX = ".commit.json"
+
+
+def intent_path(path: Path) -> Path:
+    """Where the commit intent of the spooled file ``path`` is kept."""
+    return path.with_name(path.name + INTENT_SUFFIX)
+
+
+def write_intent(path: Path, intent: dict) -> None:
+    """Record, durably, the commit a spooled file is about to be part of."""
+    write_atomically(intent_path(path), json.dumps(intent).encode(), staging=path.with_name(path.name + ".intent.tmp"))
+
+
+def read_intent(path: Path) -> dict | None:
+    target = intent_path(path)
+    try:
+        return json.loads(target.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def remove_committed(path: Path) -> None:
+    """A committed file leaves the spool, its intent after it."""
+    path.unlink(missing_ok=True)
+    intent_path(path).unlink(missing_ok=True)
+
+
+def orphan_intents(folder: Path) -> list[Path]:
+    """Intents whose file is gone (removed after its commit, before its intent): nothing left to do for them."""
+    return [p for p in folder.rglob("*" + INTENT_SUFFIX) if not p.with_name(p.name[: -len(INTENT_SUFFIX)]).exists()]
 
 
 def spooled_manifest(folder: Path) -> tuple[Path, dict] | None:

@@ -447,8 +447,8 @@ def load_state(store, *, near_distance: int, near_window_days: int, now: datetim
     started = time.monotonic()
     now = now or datetime.now(timezone.utc)
     since_day = int(now.timestamp()) // 86_400 - near_window_days
-    if data_keys is None:
-        data_keys = {dataset: [k for k in store.list(prefix) if k.endswith(".parquet")]
+    if data_keys is None:  # (a crawl passes the files of the tables' current versions)
+        data_keys = {dataset: [k for k in store.list(prefix) if k.endswith(".parquet") and k.startswith(f"{prefix}dt=")]
                      for dataset, prefix in DATASET_PREFIXES.items()}
     snapshots = sorted(k.rsplit("/", 1)[0] for k in store.list(SNAPSHOT_PREFIX) if k.endswith("/" + SNAPSHOT_MANIFEST))
     files: list[str] = []
@@ -476,6 +476,13 @@ def load_state(store, *, near_distance: int, near_window_days: int, now: datetim
             aliases.append(_AliasTable(arrays["alias_key"], arrays["alias_target"], arrays["alias_kind"], is_sorted=True))
             failures.append(_FailureTable(arrays["failed_key"], arrays["failed_count"], arrays["failed_day"], is_sorted=True))
             covered = {dataset: list(keys) for dataset, keys in manifest.get("covered", {}).items()}
+        current = {key for keys in data_keys.values() for key in keys}
+        gone = [key for key in [*files, *covered.get("duplicates", []), *covered.get("rejects", [])] if key not in current]
+        if gone:  # compaction rewrote files the snapshot covers: it no longer describes the tables
+            logger.info("state snapshot %s covers %d file(s) the tables no longer hold (compacted); reading the "
+                        "tables whole", snapshots[-1], len(gone))
+            snapshots, files, rows_per_file, layers, aliases, failures = [], [], [], [], [], []
+            covered = {"duplicates": [], "rejects": []}
     known_articles = set(files)
     delta = {"articles": [k for k in data_keys.get("articles", []) if k not in known_articles]}
     for dataset in ("duplicates", "rejects"):

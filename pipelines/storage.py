@@ -54,8 +54,9 @@ class PublishedFile:
 class ArchiveStore(Protocol):
     uri: str
 
-    def publish(self, local_path: Path, key: str, *, rows: int, sha256: str) -> PublishedFile:
-        """Make ``local_path`` visible under ``key``, whole; the local file is gone afterwards."""
+    def publish(self, local_path: Path, key: str, *, rows: int, sha256: str, keep_local: bool = False) -> PublishedFile:
+        """Make ``local_path`` visible under ``key``, whole; the local file is gone afterwards, unless
+        ``keep_local`` (the caller removes it once the file is committed to its table)."""
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """Write a small object under ``key``, whole or not at all."""
@@ -76,6 +77,9 @@ class ArchiveStore(Protocol):
 
     def open_input(self, key: str) -> BinaryIO:
         """A seekable reader of the object under ``key`` that reads only the ranges asked for."""
+
+    def table_location(self, dataset: str) -> tuple[str, dict[str, str]]:
+        """Where the Delta table of ``dataset`` is, for deltalake: its URI and storage options."""
 
 
 def check_key(key: str) -> str:
@@ -188,12 +192,16 @@ class LocalStore:
         """A seekable reader of ``key``: reads fetch only the ranges asked for (a Parquet footer, a row group)."""
         return self._path(key).open("rb")
 
-    def publish(self, local_path: Path, key: str, *, rows: int, sha256: str) -> PublishedFile:
+    def table_location(self, dataset: str) -> tuple[str, dict[str, str]]:
+        return str(self.root.resolve() / check_key(dataset)), {}
+
+    def publish(self, local_path: Path, key: str, *, rows: int, sha256: str, keep_local: bool = False) -> PublishedFile:
         final = self._path(key)
         size = local_path.stat().st_size
         if final.exists():
             if final.stat().st_size == size and file_sha256(final) == sha256:
-                local_path.unlink()  # published before, by a run that died before it could clean its spool
+                if not keep_local:  # published before, by a run that died before it could clean its spool
+                    local_path.unlink()
                 return PublishedFile(key=key, rows=rows, bytes=size, sha256=sha256)
             raise PublishError(f"{key} already exists in the archive with other content; refusing to overwrite it")
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +219,8 @@ class LocalStore:
         except OSError as exc:
             staging.unlink(missing_ok=True)
             raise PublishError(f"could not publish {key}: {exc}") from exc
-        local_path.unlink()
+        if not keep_local:
+            local_path.unlink()
         return PublishedFile(key=key, rows=rows, bytes=size, sha256=sha256)
 
     def put_bytes(self, key: str, data: bytes) -> None:

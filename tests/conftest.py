@@ -94,10 +94,8 @@ class CrawlResult:
     requests: Counter = field(default_factory=Counter)  #: path -> requests the site saw during this crawl
 
     def table(self, dataset: str):
-        files = sorted((self.archive / dataset).glob("dt=*/*.parquet"))
-        if not files:
-            return None
-        return pq.ParquetDataset(files).read()
+        """The dataset's Delta table as a reader sees it (its current version), or None when there is none."""
+        return read_delta(str(self.archive / dataset))
 
     def rows(self, dataset: str) -> list[dict]:
         table = self.table(dataset)
@@ -245,6 +243,32 @@ class S3Target:
 
     def incomplete_uploads(self) -> list[dict]:
         return self.client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
+
+    def table_options(self) -> dict:
+        """deltalake's storage options for this bucket on the moto server."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
+                "AWS_ACCESS_KEY_ID": self.env["AWS_ACCESS_KEY_ID"],
+                "AWS_SECRET_ACCESS_KEY": self.env["AWS_SECRET_ACCESS_KEY"], "AWS_EC2_METADATA_DISABLED": "true"}
+
+    def rows(self, prefix: str, dataset: str) -> list[dict]:
+        """The rows of the dataset's Delta table under ``s3://<bucket>/<prefix>/``."""
+        table = read_delta(f"s3://{self.bucket}/{prefix}/{dataset}", self.table_options())
+        return table.to_pylist() if table is not None else []
+
+    def data_keys(self, prefix: str = "") -> list[str]:
+        """Keys of data files (not the tables' logs) under ``prefix``."""
+        return [key for key in self.keys(prefix) if "/_delta_log/" not in key]
+
+
+def read_delta(uri: str, storage_options: dict | None = None):
+    """A Delta table's rows (pyarrow) as readers see them, or None when no table is there."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return DeltaTable(uri, storage_options=storage_options).to_pyarrow_table()
+    except TableNotFoundError:
+        return None
 
 
 @pytest.fixture(scope="session")

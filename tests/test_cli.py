@@ -108,11 +108,27 @@ def test_bad_sites_file_is_refused(tmp_path):
     assert "needs start_urls" in assert_one_line_refusal(result.stderr)
 
 
-def test_exit_code_is_non_zero_when_files_cannot_be_published(news_site, tmp_path):
+def test_an_unusable_table_location_is_refused_before_any_fetch(news_site, tmp_path):
     site, _ = news_site
     archive = tmp_path / "archive"
     archive.mkdir()
-    (archive / "articles").write_text("a file where the articles folder should be")
+    (archive / "articles").write_text("a file where the articles table should be")
+    before = sum(site.requests.values())
+    result = run_crawl(archive, [site.base_url + REFERENCE_PATH])
+    assert result.returncode == 2
+    assert "articles table" in assert_one_line_refusal(result.stderr)
+    assert sum(site.requests.values()) == before
+
+
+def test_exit_code_is_non_zero_when_files_cannot_be_published(news_site, tmp_path):
+    from datetime import datetime, timezone
+
+    site, _ = news_site
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    (archive / "articles").mkdir()
+    (archive / "articles" / f"dt={today}").write_text("a file where today's partition folder should be")
     result = run_crawl(archive, [site.base_url + REFERENCE_PATH])
     assert result.returncode == 1
     assert "archive was not fully written" in result.stderr.strip().splitlines()[-1]

@@ -6,6 +6,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
+import pyarrow as pa
 import pytest
 
 from newssite import REFERENCE_AUTHOR_PATH
@@ -177,13 +178,20 @@ def test_archive_layout_and_nothing_half_written(news_crawl):
         if path.is_file():
             relative = path.relative_to(result.archive).as_posix()
             assert not path.name.startswith(".") and not path.name.endswith((".inprogress", ".tmp")), relative
-            assert relative.startswith(("articles/dt=", "duplicates/dt=", "rejects/dt=", "runs/", "state/")), relative
+            assert relative.startswith(("articles/dt=", "duplicates/dt=", "rejects/dt=", "articles/_delta_log/",
+                                        "duplicates/_delta_log/", "rejects/_delta_log/", "runs/", "state/")), relative
             if relative.endswith(".parquet"):
                 assert path.name.startswith(crawl_id + "-")
     import pyarrow.parquet as pq
+    from deltalake import DeltaTable
 
     from schemas import ARTICLES
 
+    for dataset in ("articles", "duplicates", "rejects"):  # every data file is committed, and only those
+        table = DeltaTable(str(result.archive / dataset))
+        committed = {f"{dataset}/{entry['path']}" for entry in pa.table(table.get_add_actions(flatten=True)).to_pylist()}
+        assert committed == {p.relative_to(result.archive).as_posix() for p in result.archive.glob(f"{dataset}/dt=*/*")}
+        assert {h.get("news_archive.crawl_id") for h in table.history() if h["operation"] == "WRITE"} == {crawl_id}
     for path in result.archive.glob("articles/dt=*/*.parquet"):
         metadata = pq.ParquetFile(path).metadata
         assert metadata.row_group(0).column(0).compression == "ZSTD"

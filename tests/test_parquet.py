@@ -175,6 +175,17 @@ def test_a_file_of_another_schema_is_refused(tmp_path, change):
     check_file_schema(good, ARTICLES)
 
 
+def test_a_file_an_older_release_wrote_with_fewer_nullable_columns_is_the_datasets(tmp_path):
+    older = rows_to_table([dataclasses.asdict(article(1))], ARTICLES).drop_columns(["redirect_urls"])
+    path = tmp_path / "older.parquet"
+    pq.write_table(older, path)
+    check_file_schema(path, ARTICLES)  # schema version 1: no redirect_urls, which is nullable
+    without_required = older.drop_columns(["extractor_version"])
+    pq.write_table(without_required, path)
+    with pytest.raises(SchemaMismatch):  # a column that is not null may not be missing
+        check_file_schema(path, ARTICLES)
+
+
 def test_a_bad_row_is_refused_alone_and_counted(tmp_path):
     writer, store, published = make_writer(tmp_path)
     bad = article(2)

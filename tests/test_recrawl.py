@@ -8,16 +8,14 @@ archives nothing twice. Every claim is checked on the site's own request log.
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
 from collections import Counter
 from urllib.parse import urlsplit
 
-import pyarrow.parquet as pq
 import pytest
 
-from conftest import run_crawl
+from conftest import read_delta, run_crawl
 from crawler.localsite import LocalSite
 from publishersite import (ARCHIVE_SITEMAP, FEED, HOME, NEWS_SITEMAP, PAGES_SITEMAP, ROBOTS, SITEMAP_INDEX,
                            build_publisher_site)
@@ -52,19 +50,19 @@ def folder_reader(archive):
     def read(dataset: str):
         if dataset == "runs":
             return [json.loads(p.read_text()) for p in sorted((archive / "runs").glob("*.json"))]
-        files = sorted((archive / dataset).glob("dt=*/*.parquet"))
-        return pq.ParquetDataset(files).read().to_pylist() if files else []
+        table = read_delta(str(archive / dataset))
+        return table.to_pylist() if table is not None else []
     return read
 
 
-def s3_reader(client, bucket: str, prefix: str):
+def s3_reader(client, bucket: str, prefix: str, options: dict):
     def read(dataset: str):
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/{dataset}/")
+        if dataset != "runs":
+            table = read_delta(f"s3://{bucket}/{prefix}/{dataset}", options)
+            return table.to_pylist() if table is not None else []
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/runs/")
         keys = sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
-        bodies = [client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys]
-        if dataset == "runs":
-            return [json.loads(body) for body in bodies if body]
-        return [row for body in bodies for row in pq.read_table(io.BytesIO(body)).to_pylist()]
+        return [json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read()) for key in keys]
     return read
 
 
@@ -93,7 +91,11 @@ def recrawl(request, publisher, tmp_path_factory):
                               aws_access_key_id=FAKE_ENV["AWS_ACCESS_KEY_ID"],
                               aws_secret_access_key=FAKE_ENV["AWS_SECRET_ACCESS_KEY"])
         client.create_bucket(Bucket=bucket)
-        uri, env, reader = f"s3://{bucket}/news", {**FAKE_ENV, "AWS_ENDPOINT_URL": moto.url}, s3_reader(client, bucket, "news")
+        options = {"AWS_ENDPOINT_URL": moto.url, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
+                   "AWS_ACCESS_KEY_ID": FAKE_ENV["AWS_ACCESS_KEY_ID"],
+                   "AWS_SECRET_ACCESS_KEY": FAKE_ENV["AWS_SECRET_ACCESS_KEY"]}
+        uri, env = f"s3://{bucket}/news", {**FAKE_ENV, "AWS_ENDPOINT_URL": moto.url}
+        reader = s3_reader(client, bucket, "news", options)
     runs = []
     for number, edition in enumerate((1, 2), start=1):
         site.pages = spec.edition(edition)

@@ -26,11 +26,7 @@ MIB = 2**20
 
 
 def read_dataset(s3, prefix: str, dataset: str) -> list[dict]:
-    rows = []
-    for key in s3.keys(f"{prefix}/{dataset}/"):
-        body = s3.client.get_object(Bucket=s3.bucket, Key=key)["Body"].read()
-        rows += pq.read_table(io.BytesIO(body)).to_pylist()
-    return rows
+    return s3.rows(prefix, dataset)
 
 
 def manifest(s3, prefix: str) -> dict:
@@ -64,7 +60,7 @@ def test_crawl_into_s3_gives_the_same_rows_as_into_a_folder(s3, news_site, tmp_p
     measured = {"cpu_seconds", "extract_max_in_flight"}  # timings, not outcomes
     assert {k: v for k, v in run["counts"].items() if k not in measured} == {
         k: v for k, v in folder.manifests()[0]["counts"].items() if k not in measured}
-    assert sorted(f"news/{f['key']}" for f in run["files"]) == [k for k in s3.keys("news/") if not k.startswith(("news/runs/", "news/state/"))]
+    assert sorted(f"news/{f['key']}" for f in run["files"]) == [k for k in s3.data_keys("news/") if not k.startswith(("news/runs/", "news/state/"))]
     for entry in run["files"]:
         head = s3.client.head_object(Bucket=s3.bucket, Key=f"news/{entry['key']}")
         assert head["ContentLength"] == entry["bytes"] and head["Metadata"]["sha256"] == entry["sha256"]
@@ -115,12 +111,12 @@ def test_read_back_with_duckdb_httpfs(s3, news_site, tmp_path):
 @needs_corpus
 def test_retries_recover_from_errors_slow_answers_and_dropped_connections(s3, news_site, tmp_path):
     site, _ = news_site
-    proxy = FaultProxy(s3.endpoint, faults=[
-        Fault("status", method="PUT", path=r"/articles/", status=503, times=2),
-        Fault("status", method="PUT", path=r"/duplicates/", status=500, times=1),
-        Fault("slow", method="PUT", path=r"/rejects/", times=1),  # no answer until the 1 s read timeout fires
+    proxy = FaultProxy(s3.endpoint, faults=[  # on the data files' uploads (commits to the tables: test_table.py)
+        Fault("status", method="PUT", path=r"/articles/dt(=|%3D)", status=503, times=2),
+        Fault("status", method="PUT", path=r"/duplicates/dt(=|%3D)", status=500, times=1),
+        Fault("slow", method="PUT", path=r"/rejects/dt(=|%3D)", times=1),  # no answer until the 1 s read timeout fires
         Fault("drop", method="PUT", path=r"/runs/", times=1),
-        Fault("drop", method="HEAD", path=r"/articles/", times=1),
+        Fault("drop", method="HEAD", path=r"/articles/dt(=|%3D)", times=1),
     ])
     endpoint = proxy.start()
     try:
@@ -171,7 +167,7 @@ def test_outage_loses_no_row_and_the_next_run_uploads_the_spool(s3, news_site, t
     assert len(duplicates) == spooled_manifest["counts"]["duplicates_written"] > 0
     first_run = json.loads(s3.client.get_object(Bucket=s3.bucket, Key=f"o/runs/{crawl_id}.json")["Body"].read())
     assert first_run["recovered_by"] != crawl_id and first_run["spooled_files"] == []
-    assert sorted(f["key"] for f in first_run["files"]) == sorted(k.removeprefix("o/") for k in s3.keys("o/")
+    assert sorted(f["key"] for f in first_run["files"]) == sorted(k.removeprefix("o/") for k in s3.data_keys("o/")
                                                                   if crawl_id in k and not k.startswith("o/runs/"))
     assert not [p for p in spool.rglob("*") if p.is_file()], "the spool is empty again"
     assert not s3.incomplete_uploads()
@@ -311,7 +307,7 @@ def test_files_are_published_while_the_crawl_runs(s3, news_site, tmp_path):
         "ARCHIVE_ROW_GROUP_ROWS": "2", "DOWNLOAD_TIMEOUT": "600"})  # the held page is waited for, not given up
     crawl = RunningCrawl(command, crawl_env(s3.env))
     try:
-        wait_until(lambda: s3.keys("p/articles/"), "a first articles file in the bucket")
+        wait_until(lambda: s3.data_keys("p/articles/"), "a first articles file in the bucket")
         assert not release.is_set() and crawl.process.poll() is None
         release.set()
         stderr = crawl.finish()
@@ -321,7 +317,7 @@ def test_files_are_published_while_the_crawl_runs(s3, news_site, tmp_path):
         crawl.kill()
     assert crawl.process.returncode == 0, stderr[-3000:]
     files = [f for f in manifest(s3, "p")["files"] if f["dataset"] == "articles"]
-    assert sorted(f"p/{f['key']}" for f in files) == s3.keys("p/articles/")
+    assert sorted(f"p/{f['key']}" for f in files) == s3.data_keys("p/articles/")
     assert sum(f["rows"] for f in files) == len(spec.articles)
     by_day: dict[str, list[int]] = {}
     for entry in sorted(files, key=lambda f: f["key"]):

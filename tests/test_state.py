@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable, write_deltalake
 
 from conftest import REPO, CrawlResult, crawl_command, crawl_env, run_crawl
 from crawler.localsite import LocalSite
@@ -189,12 +190,12 @@ def test_revisit_writes_a_new_version_when_the_body_changed(tmp_path):
     archive = tmp_path / "archive"
     first = crawl(site, archive, tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
-    for path in archive.glob("articles/dt=*/*.parquet"):  # as if archived ten days ago
-        table = pq.read_table(path)
-        older = pa.array([t - timedelta(days=10) for t in table.column("fetched_at").to_pylist()], table.schema.field("fetched_at").type)
-        table = table.set_column(table.schema.get_field_index("fetched_at"), table.schema.field("fetched_at"), older)
-        table = table.set_column(table.schema.get_field_index("first_seen_at"), table.schema.field("first_seen_at"), older)
-        pq.write_table(table.cast(pq.read_schema(path)), path, compression="zstd")
+    # as if archived ten days ago: the articles table rewritten (a new version of it) with older fetch times
+    table = DeltaTable(str(archive / "articles")).to_pyarrow_table()
+    older = pa.array([t - timedelta(days=10) for t in table.column("fetched_at").to_pylist()], table.schema.field("fetched_at").type)
+    table = table.set_column(table.schema.get_field_index("fetched_at"), table.schema.field("fetched_at"), older)
+    table = table.set_column(table.schema.get_field_index("first_seen_at"), table.schema.field("first_seen_at"), older)
+    write_deltalake(str(archive / "articles"), table, mode="overwrite")
     reference = next(a for a in spec.articles if a.source_id == "reference")
     page = site.pages[reference.path]
     updated = page.body.replace(b"bigger combat operations.", b"bigger combat operations. The Pentagon later added "

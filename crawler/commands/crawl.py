@@ -21,7 +21,7 @@ from crawler import redaction
 from crawler.containment import AddressPolicy
 from crawler.frontier import check_frontier_dir
 from pipelines import stats
-from pipelines.archive import open_store
+from pipelines.archive import check_tables, open_store
 from pipelines.exceptions import ArchiveError
 from pipelines.storage import check_crawl_id
 
@@ -40,7 +40,7 @@ def check_before_crawl(settings, spider_args: dict) -> None:
     check_frontier_dir(settings)
     if settings.get("ARCHIVE_CRAWL_ID"):
         check_crawl_id(settings["ARCHIVE_CRAWL_ID"])
-    open_store(settings)
+    check_tables(open_store(settings))  # a table that cannot take this release's schema is refused here
 
 
 class Command(ScrapyCrawlCommand):
