@@ -57,6 +57,11 @@ DEDUP_NEAR_DISTANCE = 7  # SimHash Hamming distance; measured by benchmarks/simh
 DEDUP_MAX_PENDING_ALIASES = 100_000
 DEDUP_NEAR_WINDOW_DAYS = 30  # near-duplicates are searched among articles fetched this many days back
 
+# --- tables: compaction and vacuum (news-archive compact) ----------------------------------------------------
+ARCHIVE_COMPACT_TARGET_BYTES = 128 * 2**20  # compaction writes files of about this size
+ARCHIVE_COMPACT_CLOSED_AFTER_DAYS = 1  # a partition is compacted once its day is this many days behind today (UTC)
+ARCHIVE_VACUUM_RETAIN_HOURS = 168  # vacuum deletes files no table version of the last this many hours needs
+
 # --- state across runs (kept in <archive>/state/) ------------------------------------------------------------
 ARCHIVE_STATE_SNAPSHOT_FILES = 200  # write a new state snapshot when this many data files are not covered
 

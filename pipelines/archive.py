@@ -33,8 +33,8 @@ from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.manifest import build_manifest, manifest_bytes, recorded_settings
 from pipelines.parquet import ClosedFile, DatasetWriter, check_file_schema
-from pipelines.state import (DISCOVERY_PREFIX, SNAPSHOT_PREFIX, RunState, discovery_bytes, discovery_entry,
-                             is_transient_failure, load_discovery, load_state)
+from pipelines.state import (DISCOVERY_PREFIX, RunState, discovery_bytes, discovery_entry, is_transient_failure,
+                             load_discovery, load_state, write_state_snapshot)
 from pipelines.storage import PublishedFile, check_crawl_id, file_sha256, redact, store_from_uri
 from pipelines.table import CommitError, DatasetTable, TableFile, legacy_table_files, table_file, table_keys
 from schemas import DATASETS
@@ -469,10 +469,8 @@ class ArchivePipeline:
             new_files = len(self.published)
             if self.tables and self.run_state is not None and \
                     self.run_state.uncovered_files + new_files >= self.snapshot_files:
-                state, _ = load_state(self.store, near_distance=self.near_distance, near_window_days=0,
-                                      data_keys=table_keys(self.tables))
-                for name, data in state.snapshot_objects().items():  # manifest.json last: then it counts
-                    self.store.put_bytes(f"{SNAPSHOT_PREFIX}{self.crawl_id}/{name}", data)
+                state = write_state_snapshot(self.store, snapshot_id=self.crawl_id, near_distance=self.near_distance,
+                                             data_keys=table_keys(self.tables))
                 logger.info("wrote a state snapshot covering %d articles files, %d duplicates and %d rejects files",
                             len(state.files), len(state.covered.get("duplicates", [])),
                             len(state.covered.get("rejects", [])))

@@ -436,6 +436,15 @@ class ArchiveState:
         return objects
 
 
+def write_state_snapshot(store, *, snapshot_id: str, near_distance: int, data_keys: dict[str, list[str]]) -> ArchiveState:
+    """A new snapshot of everything in ``data_keys`` (the files of the tables' current versions), its manifest
+    written last, under ``state/snapshots/<snapshot_id>/`` (ids sort by time: a crawl id)."""
+    state, _ = load_state(store, near_distance=near_distance, near_window_days=0, data_keys=data_keys)
+    for name, data in state.snapshot_objects().items():  # manifest.json last: then it counts
+        store.put_bytes(f"{SNAPSHOT_PREFIX}{snapshot_id}/{name}", data)
+    return state
+
+
 def _empty_articles() -> dict:
     return {"url_key": np.zeros(0, np.uint64), "hash_key": np.zeros(0, np.uint64), "simhash": np.zeros(0, np.uint64),
             "fetched_day": np.zeros(0, np.int32), "row_id": np.zeros(0, np.uint32)}

@@ -238,6 +238,12 @@ class DatasetTable:
 
     # --- commits ----------------------------------------------------------------------------------------------
 
+    def delta(self) -> DeltaTable:
+        """The opened table at its latest version."""
+        table = self._table or self.open()
+        table.update_incremental()
+        return table
+
     def transaction_version(self, app_id: str) -> int:
         """The last commit number the writer ``app_id`` committed to this table (0: none)."""
         table = self._table or self.open()

@@ -181,6 +181,16 @@ class RunningCrawl:
         assert line is not None, f"no line with {text!r} in the crawl's output:\n{self.stderr[-3000:]}"
         return line
 
+    def wait_for_lines(self, text: str, count: int, timeout: float = 120) -> None:
+        """Wait until ``count`` stderr lines contain ``text``; AssertionError if the output ended first."""
+        def seen() -> int:
+            return sum(text in line for line in self._lines)
+
+        with self._changed:
+            self._changed.wait_for(lambda: seen() >= count or self._ended, timeout)
+            found = seen()
+        assert found >= count, f"{found} of {count} lines with {text!r} in the crawl's output:\n{self.stderr[-3000:]}"
+
     def finish(self, timeout: float = 120) -> str:
         """Wait for the process to end; its whole stderr."""
         self.process.wait(timeout=timeout)

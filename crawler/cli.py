@@ -1,0 +1,124 @@
+"""``news-archive``: the archive's commands under one roof.
+
+::
+
+    news-archive crawl -a start_urls=URL ... [-s NAME=VALUE ...]   the crawl, exactly ``scrapy crawl news ...``
+    news-archive compact [ARCHIVE_URI] [options]                    compact closed partitions, then vacuum
+    news-archive convert [ARCHIVE_URI]                              turn an older release's archive into tables
+
+Settings come from ``crawler/settings.py`` and the environment as for a crawl (``ARCHIVE_URI``, ``ARCHIVE_S3_*``,
+boto3's credentials); ``-s NAME=VALUE`` overrides one. Exit codes: 0 done, 1 a step failed (the reason on stderr),
+2 bad arguments or an unusable archive, refused before anything is changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+
+from pipelines.exceptions import ArchiveError
+
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+
+
+def _settings(archive_uri: str | None, overrides: list[str]):
+    os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
+    from scrapy.utils.project import get_project_settings
+
+    settings = get_project_settings()
+    for override in overrides:
+        name, _, value = override.partition("=")
+        if not name or not _:
+            raise ArchiveError(f"-s takes NAME=VALUE, not {override!r}")
+        settings.set(name, value, priority="cmdline")
+    if archive_uri:
+        settings.set("ARCHIVE_URI", archive_uri, priority="cmdline")
+    return settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="news-archive", description="Crawl news sites into a Delta Lake archive.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    crawl = commands.add_parser("crawl", help="crawl sites into the archive (scrapy crawl news)", add_help=False)
+    crawl.add_argument("arguments", nargs=argparse.REMAINDER, help="scrapy crawl news's own arguments")
+    for name, help_text in (("compact", "compact the small files of closed partitions, then vacuum"),
+                            ("convert", "make the Delta tables of an archive an older release wrote, in place")):
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("archive_uri", nargs="?", help="folder, file:// or s3:// URI (default: ARCHIVE_URI)")
+        command.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+                             help="override a setting")
+    compact = commands.choices["compact"]
+    compact.add_argument("--target-bytes", type=int, help="size of the files written (ARCHIVE_COMPACT_TARGET_BYTES)")
+    compact.add_argument("--closed-after-days", type=int,
+                         help="a partition is closed this many days after its day (ARCHIVE_COMPACT_CLOSED_AFTER_DAYS)")
+    compact.add_argument("--retain-hours", type=int, help="vacuum keeps what versions this young need "
+                                                          "(ARCHIVE_VACUUM_RETAIN_HOURS)")
+    compact.add_argument("--no-vacuum", action="store_true", help="compact only")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["crawl"]:  # everything after it is scrapy's
+        os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
+        from scrapy.cmdline import execute
+
+        execute(["scrapy", "crawl", "news", *argv[1:]])  # exits with the crawl's own exit code
+        return 0
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s")
+    try:
+        settings = _settings(args.archive_uri, args.settings)
+        from pipelines.archive import check_tables, open_store, open_tables
+
+        store = open_store(settings)
+        check_tables(store)
+        tables = open_tables(store)
+    except ArchiveError as exc:
+        print(f"news-archive: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        if args.command == "convert":
+            for dataset, table in tables.items():
+                print(f"{dataset}: table version {table.delta().version()}, {len(table.paths())} files")
+            return 0
+        return _compact(store, tables, settings, args)
+    except Exception as exc:  # a step failed: say so in one line, and the exit code tells the scheduler
+        logging.getLogger(__name__).exception("news-archive %s failed", args.command)
+        print(f"news-archive: {args.command} failed: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _compact(store, tables, settings, args) -> int:
+    from pipelines.compact import compact_tables, vacuum_tables
+    from pipelines.state import write_state_snapshot
+    from pipelines.table import table_keys
+
+    run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-compact"
+    done = compact_tables(
+        tables,
+        target_bytes=args.target_bytes or settings.getint("ARCHIVE_COMPACT_TARGET_BYTES"),
+        closed_after_days=(args.closed_after_days if args.closed_after_days is not None
+                           else settings.getint("ARCHIVE_COMPACT_CLOSED_AFTER_DAYS")),
+        compression=settings["ARCHIVE_COMPRESSION"], run_id=run_id,
+    )
+    for part in done:
+        print(f"{part.dataset} dt={part.dt}: {part.files_before} files ({part.bytes_before} bytes) -> "
+              f"{part.files_after} ({part.bytes_after} bytes), table version {part.table_version}")
+    if done:  # the state snapshot names files compaction replaced: the next crawl would read the tables whole
+        write_state_snapshot(store, snapshot_id=run_id, near_distance=settings.getint("DEDUP_NEAR_DISTANCE"),
+                             data_keys=table_keys(tables))
+    if not args.no_vacuum:
+        retain = args.retain_hours if args.retain_hours is not None else settings.getint("ARCHIVE_VACUUM_RETAIN_HOURS")
+        for dataset, removed in vacuum_tables(tables, retain_hours=retain).items():
+            print(f"{dataset}: vacuum removed {len(removed)} file(s) older than {retain} h that no version needs")
+    print(f"compacted {len(done)} partition(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
