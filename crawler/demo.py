@@ -477,21 +477,32 @@ def _format_counts(counts: dict) -> str:
     return "\n".join(lines)
 
 
-def report(archive: Path, base: str) -> None:
-    """Print what the crawl archived, querying the Parquet files with DuckDB."""
+def duckdb_with_delta():
+    """A DuckDB connection with the ``delta`` extension loaded from the ``duckdb-extension-delta`` package (DuckDB
+    cannot download it without internet)."""
     import duckdb
+    import duckdb_extension_delta
+
+    con = duckdb.connect()
+    extension = (Path(duckdb_extension_delta.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+                 / "delta.duckdb_extension")
+    con.execute(f"LOAD {_sql_string(extension.as_posix())}")
+    return con
+
+
+def report(archive: Path, base: str) -> None:
+    """Print what the crawl archived, querying the Delta tables with DuckDB's delta_scan."""
 
     manifests = sorted((archive / "runs").glob("*.json"))
     if not manifests:
         raise SystemExit(f"no run manifest in {archive / 'runs'}: the archive was not completely written")
     manifest = json.loads(manifests[-1].read_text(encoding="utf-8"))
     crawl_id = manifest["crawl_id"]
-    con = duckdb.connect()
+    con = duckdb_with_delta()
     con.execute("SET TimeZone = 'UTC'")
 
     def source(dataset: str) -> str:
-        pattern = (archive / dataset).as_posix() + "/**/*.parquet"
-        return f"read_parquet({_sql_string(pattern)}, hive_partitioning=true)"
+        return f"delta_scan({_sql_string((archive / dataset).as_posix())})"
 
     if len(manifests) > 1:
         print(f"\nNote: {archive} holds {len(manifests)} runs; the first query covers them all, "
@@ -510,7 +521,7 @@ def report(archive: Path, base: str) -> None:
     sql = (f"SELECT url, kind, distance, duplicate_of_url\nFROM {source('duplicates')}\n"
            f"WHERE crawl_id = {_sql_string(crawl_id)}\nORDER BY kind, url")
     _print_section("Duplicates found by this run", sql)
-    if any((archive / "duplicates").glob("**/*.parquet")):
+    if any((archive / "duplicates" / "_delta_log").glob("*.json")):
         print(f"(URLs shown relative to {base})")
         print(_query(con, sql, max_width=110, shorten=base))
     else:

@@ -438,6 +438,10 @@ class ArchivePipeline:
         self._publish_state(complete=status == "complete")
         manifest["spooled_files"] = [_closed_entry(dataset, closed) for dataset, closed in self.spooled]
         manifest["recovered_runs"] = self.recovered
+        manifest["commits"] = self.commits
+        wall = (datetime.fromisoformat(manifest["finished_at"]) - self.started_at).total_seconds()
+        manifest["timing"] = {"wall_seconds": round(wall, 3), "commit_seconds": round(self.commit_seconds, 3),
+                              "commit_share": round(self.commit_seconds / wall, 4) if wall > 0 else 0.0}
         data = manifest_bytes(manifest)
         try:
             self.store.put_bytes(f"runs/{self.crawl_id}.json", data)

@@ -96,3 +96,43 @@ class StaticDNSResolver(PrivateNetworkResolver):
         for name, address in json.loads(crawler.settings.get("FAULT_DNS_ANSWERS", "{}")).items():
             dnscache[name] = address
         return super().from_crawler(crawler, reactor)
+
+
+class KillAtCommit:
+    """SIGKILL the crawl at one point of its Nth commit to a table (``FAULT_KILL_COMMIT``, default 2):
+    ``FAULT_KILL_AT`` = ``published`` (the file is published, its commit number not written yet), ``committing``
+    (the number is written beside it, the commit not made: between two commits when N > 1) or ``committed`` (the
+    commit is made, the file not yet removed from the spool)."""
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        import os
+        import signal
+
+        from pipelines import spool
+        from pipelines.table import DatasetTable
+
+        where = crawler.settings.get("FAULT_KILL_AT", "committing")
+        nth = crawler.settings.getint("FAULT_KILL_COMMIT", 2)
+        counter = itertools.count(1)
+        commit, write_intent = DatasetTable.commit, spool.write_intent
+
+        def die():
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        def intent(path, entry):
+            if where == "published" and next(counter) == nth:
+                die()
+            return write_intent(path, entry)
+
+        def committing(self, files, **kwargs):
+            if where == "committing" and next(counter) == nth:
+                die()
+            made = commit(self, files, **kwargs)
+            if where == "committed" and next(counter) == nth:
+                die()
+            return made
+
+        spool.write_intent = intent
+        DatasetTable.commit = committing
+        return cls()

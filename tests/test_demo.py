@@ -7,18 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
+from conftest import read_delta
 from crawler.demo import build_site, load_articles, load_site_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _read(archive: Path, dataset: str):
-    files = sorted((archive / dataset).glob("dt=*/*.parquet"))
-    assert files, f"no {dataset} files under {archive}"
-    return pq.ParquetDataset(files).read()
+    table = read_delta(str(archive / dataset))
+    assert table is not None, f"no {dataset} table under {archive}"
+    return table
 
 
 def test_demo_site_is_complete():
@@ -50,9 +50,9 @@ def test_demo_crawls_the_sample_site_into_an_archive(tmp_path):
     )
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     out = result.stdout
-    query = "SELECT domain, count(*) AS articles, min(published_at), max(published_at) FROM read_parquet("
+    query = "SELECT domain, count(*) AS articles, min(published_at), max(published_at) FROM delta_scan("
     assert query in out
-    assert "hive_partitioning=true) GROUP BY ALL" in out
+    assert "/archive/articles') GROUP BY ALL" in out
     articles = load_articles()
     for article in articles:
         assert article.title in out

@@ -12,6 +12,7 @@ import configparser
 import json
 import re
 import shlex
+import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -458,3 +459,21 @@ def test_terraform_bucket(parse):
                           "s3:ListBucketMultipartUploads"}
     assert {"bucket_name", "prefix"} <= facts["variables"]
     assert {"bucket_name", "archive_uri", "crawler_policy_json"} <= facts["outputs"]
+
+
+def test_compaction_cronjob_runs_news_archive_compact_on_the_crawls_archive(cronjob):
+    _, crawl = cronjob
+    [compact] = [doc for doc in yaml.safe_load_all((INFRA / "kubernetes" / "compact-cronjob.yaml").read_text())
+                 if doc and doc["kind"] == "CronJob"]
+    assert compact["spec"]["concurrencyPolicy"] == "Forbid"
+    pod, container = pod_and_container(compact)
+    _, crawler = pod_and_container(crawl)
+    assert container["command"] == ["news-archive", "compact"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["ARCHIVE_URI"] == {item["name"]: item["value"] for item in crawler["env"]}["ARCHIVE_URI"]
+    assert pod["serviceAccountName"] == pod_and_container(crawl)[0]["serviceAccountName"]
+    assert container["image"] == crawler["image"]
+    import shutil
+
+    assert shutil.which("news-archive") or (Path(sys.executable).parent / "news-archive").exists(), \
+        "the package installs the news-archive command the CronJob runs"

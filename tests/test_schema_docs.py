@@ -144,34 +144,34 @@ def _ddl_by_table(section: str, pattern: str) -> dict[str, str]:
     return tables
 
 
-def test_athena_ddl_has_every_column_with_the_documented_type(readme, type_mapping):
+def test_athena_registers_every_table_as_delta_and_defines_the_latest_view(readme):
     section = _sections(readme, 2)["Querying with Athena"]
-    tables = _ddl_by_table(section, r"CREATE EXTERNAL TABLE (\w+) \(")
+    tables = _ddl_by_table(section, r"CREATE EXTERNAL TABLE (\w+)\n")
     assert set(tables) == set(schemas.DATASETS)
     for dataset, block in tables.items():
-        schema = schemas.DATASETS[dataset]
-        expected = [(f.name, type_mapping[ARROW_SPELLING[f.type]]["Athena"]) for f in schema]
-        assert _ddl_columns(block) == expected, dataset
-        assert "PARTITIONED BY (`dt` string)" in block
-        assert "STORED AS PARQUET" in block
         assert f"LOCATION 's3://your-bucket/prefix/{dataset}/'" in block
-        assert "'projection.dt.type' = 'date'" in block and "'projection.dt.format' = 'yyyy-MM-dd'" in block
-        assert f"'storage.location.template' = 's3://your-bucket/prefix/{dataset}/dt=${{dt}}/'" in block
-    assert "MSCK REPAIR TABLE articles;" in section
+        assert "TBLPROPERTIES ('table_type' = 'DELTA');" in block
+    [view] = _ddl_by_table(section, r"CREATE VIEW (articles_latest) AS").values()
+    assert "max(version)" in view and "GROUP BY article_id" in view
 
 
-def test_trino_ddl_has_every_column_with_the_documented_type_and_dt_last(readme, type_mapping):
+def test_trino_registers_every_table_where_it_is(readme):
     section = _sections(readme, 2)["Querying with Trino"]
-    tables = _ddl_by_table(section, r"CREATE TABLE hive\.news\.(\w+) \(")
+    tables = _ddl_by_table(section, r"CALL delta\.system\.register_table\(schema_name => 'news', table_name => '(\w+)'")
     assert set(tables) == set(schemas.DATASETS)
     for dataset, block in tables.items():
-        schema = schemas.DATASETS[dataset]
-        expected = [(f.name, type_mapping[ARROW_SPELLING[f.type]]["Trino"]) for f in schema]
-        expected.append(("dt", "varchar"))
-        assert _ddl_columns(block) == expected, dataset
-        assert f"external_location = 's3://your-bucket/prefix/{dataset}/'" in block
-        assert "format = 'PARQUET'" in block
-        assert "partitioned_by = ARRAY['dt']" in block
+        assert f"table_location => 's3://your-bucket/prefix/{dataset}/'" in block
+
+
+def test_the_latest_view_of_athena_and_trino_gives_what_duckdbs_gives(readme, archive):
+    """The join form (for engines without QUALIFY) and DuckDB's view pick the same rows."""
+    section = _sections(readme, 2)["Querying with Athena"]
+    [view] = _ddl_by_table(section, r"CREATE VIEW (articles_latest) AS").values()
+    connection = duckdb_with_delta()
+    connection.execute("CREATE VIEW articles AS SELECT * FROM delta_scan('archive/articles')")
+    connection.execute(view.rstrip(";"))
+    joined = sorted(connection.sql("SELECT article_id, version, crawl_id FROM articles_latest").fetchall())
+    assert joined == sorted((row["article_id"], row["version"], row["crawl_id"]) for row in (A1, A2_REVISED, A3, A4))
 
 
 # --- DuckDB queries on a real archive -------------------------------------------------------------
@@ -262,6 +262,12 @@ A4 = _article(  # a wire copy of A1 archived by a later run
     published_at=_utc(2026, 11, 24, 7, 45), published_date=date(2026, 11, 24),
     raw="Tue, 24 Nov 2026 07:45:00 GMT", source="meta",
 )
+A2_REVISED = {  # a revisit of A2 by the later run found its body changed: version 2 of the same article
+    **A2, "version": 2, "body": A2["body"] + "\n\nUpdated: the bank's statement was added.",
+    "fetched_at": _utc(2026, 11, 25, 6, 1, 30), "crawl_id": "y",
+}
+A2_REVISED["word_count"] = len(A2_REVISED["body"].split())
+A2_REVISED["content_hash"] = hashlib.sha256(A2_REVISED["body"].encode()).hexdigest()
 D1 = {  # a feed link to A2 with tracking parameters, recognised before fetching
     "url": A2["canonical_url"] + "?utm_source=rss&utm_medium=feed",
     "canonical_url": A2["canonical_url"], "domain": "example.com", "kind": "url",
@@ -298,14 +304,23 @@ def _write(root: Path, key: str, rows: list[dict], schema: pa.Schema) -> tuple[s
 
 @pytest.fixture
 def archive(tmp_path, monkeypatch) -> Path:
-    """A two-run archive in tmp_path/archive; the working directory is tmp_path."""
+    """A two-run archive in tmp_path/archive, its tables made from run x's files (version 0) then run y's
+    committed (version 1); the working directory is tmp_path."""
+    from pipelines.archive import open_tables
+    from pipelines.storage import LocalStore
+    from pipelines.table import table_file
+
     root = tmp_path / "archive"
     run_x = [
         _write(root, "articles/dt=2026-11-24/x-00001.parquet", [A1, A2, A3], schemas.ARTICLES),
         _write(root, "duplicates/dt=2026-11-24/x-00001.parquet", [D1, D2], schemas.DUPLICATES),
         _write(root, "rejects/dt=2026-11-24/x-00001.parquet", [R1], schemas.REJECTS),
     ]
-    run_y = [_write(root, "articles/dt=2026-11-25/y-00001.parquet", [A4], schemas.ARTICLES)]
+    tables = open_tables(LocalStore(root))  # converted in place: version 0 holds run x's files
+    run_y = [_write(root, "articles/dt=2026-11-25/y-00001.parquet", [A4, A2_REVISED], schemas.ARTICLES)]
+    for dataset, published in run_y:
+        entry = table_file(root / published.key, published.key, size=published.bytes, rows=published.rows)
+        tables[dataset].commit([entry], app_id="y", version=1)
     (root / "_spool" / "y").mkdir(parents=True)  # staging leftovers must not disturb the queries
     (root / "_spool" / "y" / "stray.parquet.inprogress").write_bytes(b"PAR1")
     runs = [
@@ -314,7 +329,7 @@ def archive(tmp_path, monkeypatch) -> Path:
           stats.duplicate("url"): 1, stats.duplicate("near"): 1, stats.dropped("not_article"): 1}),
         ("y", "failed", _utc(2026, 11, 25, 6, 0), _utc(2026, 11, 25, 6, 3), run_y,
          ["publish duplicates/dt=2026-11-25/y-00001.parquet: PublishError: disk full"],
-         {stats.rows("articles"): 1, "response_received_count": 2}),
+         {stats.rows("articles"): 2, "response_received_count": 2}),
     ]
     for crawl_id, status, started, finished, files, errors, stat_values in runs:
         manifest = build_manifest(
@@ -336,13 +351,16 @@ def _pair(a: dict, b: dict, distance: int) -> tuple:
 
 #: the first comment line of each DuckDB query -> its expected rows
 EXPECTED = {
-    "articles per domain per day": [
-        (date(2026, 11, 24), "example.com", 2),
-        (date(2026, 11, 24), "example.org", 1),
-        (date(2026, 11, 25), "example.org", 1),
+    "the latest version of each article: a view the queries below use": [],
+    "articles per domain per day (of first capture)": [
+        ("2026-11-24", "example.com", 2),
+        ("2026-11-24", "example.org", 1),
+        ("2026-11-25", "example.org", 1),
     ],
+    "captures per partition (every version of every article)": [("2026-11-24", 3, 3), ("2026-11-25", 2, 2)],
     "the 10 latest articles": [
-        (row["published_at"], row["title"], row["authors"], row["canonical_url"]) for row in (A4, A1, A3, A2)
+        (row["published_at"], row["title"], row["authors"], row["canonical_url"], row["version"])
+        for row in (A4, A1, A3, A2_REVISED)
     ],
     "articles per author (one row per element of the authors list)": [("Jane Doe", 3), ("Ali Khan", 2)],
     "duplicates with the article they duplicate": [
@@ -352,14 +370,23 @@ EXPECTED = {
     "near-duplicate pairs among archived articles (SimHash distance <= 7)": [_pair(A1, A4, 3)],
     "rejected pages by reason": [("not_article", 1)],
     "the latest run, from its manifest": [
-        ("y", "failed", _utc(2026, 11, 25, 6, 0), _utc(2026, 11, 25, 6, 3), 1, 0, 0, 1)
+        ("y", "failed", _utc(2026, 11, 25, 6, 0), _utc(2026, 11, 25, 6, 3), 2, 0, 0, 1)
     ],
-    "articles of complete runs only": [(3,)],
-    "schema version of every articles file": [
-        ("archive/articles/dt=2026-11-24/x-00001.parquet", "2"),
-        ("archive/articles/dt=2026-11-25/y-00001.parquet", "2"),
-    ],
+    "captures of complete runs only": [(3,)],
+    "the articles table as it was at version 0 (time travel)": [(3,)],
 }
+
+
+def duckdb_with_delta():
+    """A DuckDB connection with the delta extension loaded from its PyPI package (DuckDB cannot download it
+    here), as the README says to do offline."""
+    import duckdb_extension_delta
+
+    connection = duckdb.connect()
+    extension = (Path(duckdb_extension_delta.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+                 / "delta.duckdb_extension")
+    connection.execute(f"LOAD '{extension}'")
+    return connection
 
 
 def _duckdb_queries(readme: str) -> dict[str, str]:
@@ -374,21 +401,20 @@ def _duckdb_queries(readme: str) -> dict[str, str]:
 def test_every_duckdb_query_runs_and_returns_the_expected_rows(readme, archive):
     queries = _duckdb_queries(readme)
     assert set(queries) == set(EXPECTED), "README queries and the expectations here differ"
-    connection = duckdb.connect()
-    for title, sql in queries.items():
-        rows = connection.sql(sql).fetchall()
+    connection = duckdb_with_delta()
+    for title, sql in queries.items():  # in the README's order: the view first
+        result = connection.execute(sql)
+        rows = [] if sql.lstrip("- \n").split("\n", 1)[-1].startswith("CREATE") else result.fetchall()
         assert rows == EXPECTED[title], title
 
 
 def test_duckdb_reads_every_column_with_the_documented_type(archive, type_mapping):
-    connection = duckdb.connect()
+    connection = duckdb_with_delta()
     for dataset, schema in schemas.DATASETS.items():
-        described = connection.sql(
-            f"DESCRIBE SELECT * FROM read_parquet('archive/{dataset}/**/*.parquet', hive_partitioning = true)"
-        ).fetchall()
+        described = connection.sql(f"DESCRIBE SELECT * FROM delta_scan('archive/{dataset}')").fetchall()
         types = {name: type_ for name, type_, *_ in described}
         expected = {f.name: type_mapping[ARROW_SPELLING[f.type]]["DuckDB"] for f in schema}
-        assert types == {**expected, "dt": "DATE"}, dataset
+        assert types == {**expected, "dt": "VARCHAR"}, dataset
 
 
 def test_near_duplicate_distance_matches_the_crawler(archive):
