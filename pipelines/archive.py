@@ -84,8 +84,8 @@ def dataset_tables(store) -> dict[str, DatasetTable]:
 def check_tables(store) -> None:
     """At start-up, reading only: ``TableUnusable`` for a table location that is no table, ``SchemaMismatch`` for a
     table that cannot take this release's schema."""
-    for table in dataset_tables(store).values():
-        table.check()
+    for dataset, table in dataset_tables(store).items():
+        table.check(legacy_files=lambda dataset=dataset: legacy_table_files(store, dataset, DATASETS[dataset]))
 
 
 def open_tables(store) -> dict[str, DatasetTable]:
@@ -93,7 +93,7 @@ def open_tables(store) -> dict[str, DatasetTable]:
     left, converting the archive in place), evolved when this release added nullable columns."""
     tables = dataset_tables(store)
     for dataset, table in tables.items():
-        table.open(legacy_files=lambda dataset=dataset: legacy_table_files(store, dataset))
+        table.open(legacy_files=lambda dataset=dataset: legacy_table_files(store, dataset, DATASETS[dataset]))
     return tables
 
 

@@ -70,13 +70,17 @@ def check_file_schema(path: Path, schema: pa.Schema) -> None:
     """Refuse a Parquet file whose columns (names, types, nullability) are not ``schema``'s, in order; a file an
     older release wrote, with the first columns only and every column it lacks nullable, is the dataset's too
     (its table reads the missing columns as nulls)."""
-    found = pq.read_schema(path)
+    check_schema(pq.read_schema(path), schema, path.name)
+
+
+def check_schema(found: pa.Schema, schema: pa.Schema, name: str) -> None:
+    """``check_file_schema`` on a schema already read (a footer read over S3)."""
     older = pa.schema(list(schema)[: len(found)])
     if len(found) < len(schema) and found.equals(older, check_metadata=False) and all(
             field.nullable for field in list(schema)[len(found):]):
         return
     if not found.equals(schema, check_metadata=False):
-        raise SchemaMismatch(f"{path.name} does not have the dataset's schema: "
+        raise SchemaMismatch(f"{name} does not have the dataset's schema: "
                              f"{found.to_string(show_schema_metadata=False, show_field_metadata=False)!r}")
 
 

@@ -37,6 +37,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from pipelines.exceptions import ArchiveError, SchemaMismatch
+from pipelines.parquet import check_schema
 from pipelines.storage import redact
 
 logger = logging.getLogger(__name__)
@@ -88,17 +89,20 @@ def table_file(local_path: Path, key: str, *, size: int, rows: int) -> TableFile
                      modification_time=int(time.time() * 1000))
 
 
-def legacy_table_files(store, dataset: str) -> list[TableFile]:
+def legacy_table_files(store, dataset: str, schema: pa.Schema) -> list[TableFile]:
     """The data files an older release left under ``<dataset>/`` (plain Parquet, no table), as add actions: the
     first version of the table that converts the archive in place. Their statistics come from their footers (a
-    ranged read of each on S3)."""
+    ranged read of each on S3); a file whose columns are not the dataset's (or an older version of them) is
+    refused (``SchemaMismatch``) before anything is committed."""
     files = []
     for key in store.list(f"{dataset}/"):
         if not key.endswith(".parquet") or "/_delta_log/" in key or "/dt=" not in key:
             continue
         with store.open_input(key) as source:
             size = source.seek(0, io.SEEK_END)
-            rows = pq.ParquetFile(source).metadata.num_rows
+            footer = pq.ParquetFile(source)
+            check_schema(footer.schema_arrow, schema, key)
+            rows = footer.metadata.num_rows
             stats = file_stats(source)
         path = key.split("/", 1)[1]
         files.append(TableFile(path=path, size=size, rows=rows, dt=path.split("/", 1)[0].removeprefix(f"{PARTITION}="),
@@ -194,12 +198,16 @@ class DatasetTable:
             logger.info("converted %d data files of %s into a Delta table", len(files), self.dataset)
         return DeltaTable(self.uri, storage_options=self.storage_options)
 
-    def check(self) -> None:
+    def check(self, *, legacy_files=None) -> None:
         """Read-only, at start-up: refuse a location that is not a table, or a table that cannot take this
-        release's schema (``SchemaMismatch``). A table that does not exist yet is fine (``open`` creates it)."""
+        release's schema (``SchemaMismatch``). A table that does not exist yet is fine (``open`` creates it), if
+        the data files an older release left where it will be (``legacy_files()``, which checks them) can be
+        converted."""
         try:
             table = DeltaTable(self.uri, storage_options=self.storage_options)
         except TableNotFoundError:
+            if legacy_files is not None:
+                legacy_files()
             return
         except (DeltaError, OSError) as exc:
             raise TableUnusable(f"the {self.dataset} table at {redact(self.uri)} cannot be opened: "

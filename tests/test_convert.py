@@ -187,6 +187,26 @@ def test_convert_command_refuses_an_archive_whose_dataset_is_a_file(tmp_path, mo
     assert not list(archive.rglob("_delta_log"))
 
 
+def test_convert_refuses_an_old_file_of_another_schema_before_committing_anything(tmp_path, monkeypatch, capsys):
+    """A data file whose columns are not the dataset's (nor an older version of them): exit 2, one line naming
+    it, and no table made, so no reader ever meets a file it cannot read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from crawler.cli import main
+
+    monkeypatch.setenv("SCRAPY_SETTINGS_MODULE", "crawler.settings")
+    archive = copy_fixture(tmp_path / "archive")
+    odd = sorted((archive / "rejects").glob("dt=*/*.parquet"))[-1]
+    table = pq.read_table(odd)
+    pq.write_table(table.set_column(table.schema.get_field_index("http_status"), "http_status",
+                                    table.column("http_status").cast(pa.string())), odd)
+    assert main(["convert", str(archive)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "does not have the dataset's schema" in lines[0] and odd.name in lines[0], lines
+    assert not list(archive.rglob("_delta_log"))
+
+
 # --- a crawl into the converted archive ---------------------------------------------------------------------------
 
 
