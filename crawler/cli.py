@@ -110,8 +110,9 @@ def _compact(store, tables, settings, args) -> int:
         print(f"{part.dataset} dt={part.dt}: {part.files_before} files ({part.bytes_before} bytes) -> "
               f"{part.files_after} ({part.bytes_after} bytes), table version {part.table_version}")
     if done:  # the state snapshot names files compaction replaced: the next crawl would read the tables whole
+        keys, versions = table_keys(tables)
         write_state_snapshot(store, snapshot_id=run_id, near_distance=settings.getint("DEDUP_NEAR_DISTANCE"),
-                             data_keys=table_keys(tables))
+                             data_keys=keys, table_versions=versions)
     if not args.no_vacuum:
         retain = args.retain_hours if args.retain_hours is not None else settings.getint("ARCHIVE_VACUUM_RETAIN_HOURS")
         for dataset, removed in vacuum_tables(tables, retain_hours=retain).items():

@@ -204,9 +204,10 @@ class ArchivePipeline:
             self.tables = {}
         else:
             self._recover_leftovers()
+        keys, versions = table_keys(self.tables) if self.tables else ({}, {})
         articles, uncovered = load_state(self.store, near_distance=self.near_distance,
-                                         near_window_days=self.near_window_days,
-                                         data_keys=table_keys(self.tables) if self.tables else {})
+                                         near_window_days=self.near_window_days, data_keys=keys,
+                                         table_versions=versions)
         return RunState(articles=articles, discovery=load_discovery(self.store), uncovered_files=uncovered)
 
     def _state_loaded(self, run_state: RunState) -> None:
@@ -473,8 +474,9 @@ class ArchivePipeline:
             new_files = len(self.published)
             if self.tables and self.run_state is not None and \
                     self.run_state.uncovered_files + new_files >= self.snapshot_files:
+                keys, versions = table_keys(self.tables)
                 state = write_state_snapshot(self.store, snapshot_id=self.crawl_id, near_distance=self.near_distance,
-                                             data_keys=table_keys(self.tables))
+                                             data_keys=keys, table_versions=versions)
                 logger.info("wrote a state snapshot covering %d articles files, %d duplicates and %d rejects files",
                             len(state.files), len(state.covered.get("duplicates", [])),
                             len(state.covered.get("rejects", [])))

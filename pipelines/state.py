@@ -276,7 +276,9 @@ class ArchiveState:
 
     def __init__(self, *, files: list[str], rows_per_file: list[int], layers: list[_Layer], store,
                  near_distance: int, loaded_from: dict, aliases: list[_AliasTable] | None = None,
-                 failures: list[_FailureTable] | None = None, covered: dict[str, list[str]] | None = None) -> None:
+                 failures: list[_FailureTable] | None = None, covered: dict[str, list[str]] | None = None,
+                 table_versions: dict[str, int] | None = None) -> None:
+        self.table_versions = table_versions or {}  #: dataset -> the table version whose files these are
         self.files = files  #: the articles files whose rows the layers hold, in row-id order
         self.rows_per_file = rows_per_file
         self._offsets = np.concatenate([[0], np.cumsum(rows_per_file, dtype=np.int64)])
@@ -430,16 +432,19 @@ class ArchiveState:
             np.save(sink, np.ascontiguousarray(arrays[name]), allow_pickle=False)
             objects[f"{name}.npy"] = sink.getvalue()
         manifest = {"version": SNAPSHOT_VERSION, "rows": len(merged), "aliases": len(aliases), "failures": len(failures),
+                    "table_versions": self.table_versions,
                     "files": self.files, "rows_per_file": self.rows_per_file, "covered": self.covered,
                     "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in objects.items()}}
         objects[SNAPSHOT_MANIFEST] = json.dumps(manifest).encode()
         return objects
 
 
-def write_state_snapshot(store, *, snapshot_id: str, near_distance: int, data_keys: dict[str, list[str]]) -> ArchiveState:
-    """A new snapshot of everything in ``data_keys`` (the files of the tables' current versions), its manifest
-    written last, under ``state/snapshots/<snapshot_id>/`` (ids sort by time: a crawl id)."""
-    state, _ = load_state(store, near_distance=near_distance, near_window_days=0, data_keys=data_keys)
+def write_state_snapshot(store, *, snapshot_id: str, near_distance: int, data_keys: dict[str, list[str]],
+                         table_versions: dict[str, int] | None = None) -> ArchiveState:
+    """A new snapshot of everything in ``data_keys`` (the files of the tables' versions ``table_versions``), its
+    manifest written last, under ``state/snapshots/<snapshot_id>/`` (ids sort by time: a crawl id)."""
+    state, _ = load_state(store, near_distance=near_distance, near_window_days=0, data_keys=data_keys,
+                          table_versions=table_versions)
     for name, data in state.snapshot_objects().items():  # manifest.json last: then it counts
         store.put_bytes(f"{SNAPSHOT_PREFIX}{snapshot_id}/{name}", data)
     return state
@@ -451,8 +456,11 @@ def _empty_articles() -> dict:
 
 
 def load_state(store, *, near_distance: int, near_window_days: int, now: datetime | None = None,
-               data_keys: dict[str, list[str]] | None = None) -> tuple[ArchiveState, int]:
-    """The state of the archive in ``store``; also how many data files no snapshot covers yet."""
+               data_keys: dict[str, list[str]] | None = None,
+               table_versions: dict[str, int] | None = None) -> tuple[ArchiveState, int]:
+    """The state of the archive in ``store``; also how many data files no snapshot covers yet. ``data_keys``: the
+    files of each table's version ``table_versions[dataset]`` (a crawl's), which the state and its snapshots
+    then name."""
     started = time.monotonic()
     now = now or datetime.now(timezone.utc)
     since_day = int(now.timestamp()) // 86_400 - near_window_days
@@ -522,7 +530,9 @@ def load_state(store, *, near_distance: int, near_window_days: int, now: datetim
     state = ArchiveState(
         files=files, rows_per_file=rows_per_file, layers=layers, store=store, near_distance=near_distance,
         aliases=aliases, failures=failures, covered=covered,
+        table_versions=table_versions or {},
         loaded_from={"snapshot": snapshots[-1] if snapshots else None, "files_read": files_read,
+                     "table_versions": table_versions or {},
                      "rows": sum(len(layer) for layer in layers), "aliases": sum(len(t) for t in aliases),
                      "failures": sum(len(t) for t in failures), "seconds": round(time.monotonic() - started, 3)},
     )

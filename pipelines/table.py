@@ -110,9 +110,14 @@ def legacy_table_files(store, dataset: str, schema: pa.Schema) -> list[TableFile
     return files
 
 
-def table_keys(tables: dict[str, "DatasetTable"]) -> dict[str, list[str]]:
-    """Store keys (``<dataset>/<path>``) of the data files in each table's current version."""
-    return {dataset: sorted(f"{dataset}/{path}" for path in table.paths()) for dataset, table in tables.items()}
+def table_keys(tables: dict[str, "DatasetTable"]) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Store keys (``<dataset>/<path>``) of the data files in each table's current version, and those versions."""
+    keys, versions = {}, {}
+    for dataset, table in tables.items():
+        delta = table.delta()
+        versions[dataset] = delta.version()
+        keys[dataset] = sorted(f"{dataset}/{path}" for path in add_actions(delta).column("path").to_pylist())
+    return keys, versions
 
 
 def file_stats(path) -> str:

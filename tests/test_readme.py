@@ -74,3 +74,31 @@ def test_every_setting_of_the_project_is_in_the_table():
     named = {name for names, _ in ROWS for name in names}
     ours = {name for name in vars(settings) if name.startswith(("ARCHIVE_", "EXTRACT_", "DEDUP_", "CRAWL_", "MEMORY_"))}
     assert ours - named == set()
+
+
+def test_every_sql_query_in_the_readme_runs_on_an_archive_and_gives_what_the_table_holds(tmp_path, monkeypatch):
+    """The README's queries, run as written from the folder that holds ``archive/`` (the fixture of
+    tests/data, converted), against what deltalake reads from the same tables."""
+    import shutil
+    from collections import Counter
+
+    from deltalake import DeltaTable
+
+    from pipelines.archive import open_tables
+    from pipelines.storage import LocalStore
+    from test_readers import duckdb_with_delta
+
+    shutil.copytree(REPO / "tests" / "data" / "archive-before-delta", tmp_path / "archive",
+                    ignore=shutil.ignore_patterns("README.md"))
+    open_tables(LocalStore(tmp_path / "archive"))
+    monkeypatch.chdir(tmp_path)
+    blocks = [block.strip() for block in re.findall(r"^```sql\n(.*?)^```", README, flags=re.S | re.M)]
+    assert blocks, "the README shows SQL"
+    connection = duckdb_with_delta()
+    rows = DeltaTable("archive/articles").to_pyarrow_table().to_pylist()
+    expected = {"articles per domain (an article counted once, however many versions of it were captured)":
+                sorted(Counter(domain for domain, _ in {(r["domain"], r["article_id"]) for r in rows}).items())}
+    for block in blocks:
+        title = block.splitlines()[0].removeprefix("-- ")
+        assert title in expected, f"no expectation for the README query {title!r}"
+        assert connection.sql(block).fetchall() == expected[title]

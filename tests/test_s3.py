@@ -88,23 +88,14 @@ def test_read_back_with_pyarrow_s3_filesystem(s3, news_site, tmp_path):
 
 @needs_corpus
 def test_read_back_with_duckdb_httpfs(s3, news_site, tmp_path):
-    duckdb = pytest.importorskip("duckdb")
     site, _ = news_site
     result = run_crawl(tmp_path / "unused", [site.base_url + REFERENCE_PATH], env=s3.env,
                        settings={"ARCHIVE_URI": f"s3://{s3.bucket}/d", "ARCHIVE_SPOOL_DIR": tmp_path / "spool"})
     assert result.returncode == 0, result.stderr[-3000:]
-    con = duckdb.connect()
-    try:  # the extension from PyPI (duckdb-extension-httpfs, in the test extra): DuckDB cannot download it here
-        import duckdb_extension_httpfs
+    from test_readers import duckdb_on_s3
 
-        extension = (Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{duckdb.__version__}"
-                     / "httpfs.duckdb_extension")
-        con.execute(f"LOAD '{extension}'")
-    except (ImportError, duckdb.Error) as exc:
-        pytest.skip(f"DuckDB's httpfs extension for DuckDB {duckdb.__version__} is not installed: {exc}")
-    con.execute(f"""CREATE SECRET (TYPE s3, KEY_ID '{s3.env['AWS_ACCESS_KEY_ID']}', SECRET '{s3.env['AWS_SECRET_ACCESS_KEY']}',
-        ENDPOINT '{s3.endpoint.removeprefix('http://')}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')""")
-    rows = con.execute(f"SELECT title FROM read_parquet('s3://{s3.bucket}/d/articles/**/*.parquet', hive_partitioning=true)").fetchall()
+    con = duckdb_on_s3(s3)
+    rows = con.execute(f"SELECT title FROM delta_scan('s3://{s3.bucket}/d/articles')").fetchall()
     assert len(rows) == manifest(s3, "d")["counts"]["articles_written"] > 0
 
 

@@ -232,6 +232,10 @@ def test_state_snapshot_is_written_and_used_by_the_next_run(tmp_path):
     [snapshot] = list((archive / "state" / "snapshots").glob("*/manifest.json"))
     covered = json.loads(snapshot.read_text())
     assert covered["rows"] == len(first.rows("articles")) and len(covered["files"]) >= 4
+    # the snapshot names the table versions it covers: the tables as the run left them
+    assert covered["table_versions"] == {d: DeltaTable(str(archive / d)).version() for d in ("articles", "duplicates", "rejects")}
+    assert sorted(covered["files"]) == sorted(
+        f"articles/{p}" for p in DeltaTable(str(archive / "articles")).get_add_actions(flatten=True).column("path").to_pylist())
     second = crawl(site, archive, tmp_path, **settings)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "state/snapshots/" in second.stderr and '"files_read": 0' in second.stderr
