@@ -42,9 +42,9 @@ from scrapy.exceptions import IgnoreRequest
 from w3lib.url import safe_url_string
 
 from crawler import meta as request_meta
-from crawler.items import DiscoveredDocument, UrlAlias
+from pipelines.records import DiscoveredDocument, UrlAlias
 from pipelines import stats
-from pipelines.fingerprints import canonicalize_url, url_key, url_without_fragment
+from pipelines.fingerprints import canonicalize_url, seen_url_key, url_without_fragment
 from pipelines.state import backoff_days, lastmod_instant
 
 logger = logging.getLogger(__name__)
@@ -79,11 +79,11 @@ class KnownUrlFilter:
     documents that stand for the others)."""
 
     def __init__(self, *, revisit_after_days: int = 0, retry_failed_after_days: int = 7, stats_collector=None,
-                 run_state=None) -> None:
+                 earlier_runs=None) -> None:
         self.revisit_after_days = revisit_after_days
         self.retry_failed_after_days = retry_failed_after_days
         self.stats = stats.StatsRecorder(stats_collector)
-        self._run_state = run_state or (lambda: None)  #: () -> RunState of earlier runs, once loaded, or None
+        self._earlier_runs = earlier_runs or (lambda: None)  #: () -> EarlierRuns of earlier runs, once loaded, or None
         self._requested: dict[bytes, bytes] = {}  #: canonical URL key -> key of the URL first requested for it
         self._aliases_seen: set[bytes] = set()
 
@@ -91,15 +91,15 @@ class KnownUrlFilter:
     def from_crawler(cls, crawler):
         from pipelines.archive import ArchivePipeline
 
-        def run_state():
+        def earlier_runs():
             pipeline = crawler.get_item_pipeline(ArchivePipeline)
-            return pipeline.run_state if pipeline is not None else None
+            return pipeline.earlier_runs if pipeline is not None else None
 
         return cls(
             revisit_after_days=crawler.settings.getint("CRAWL_REVISIT_AFTER_DAYS"),
             retry_failed_after_days=crawler.settings.getint("CRAWL_RETRY_FAILED_AFTER_DAYS"),
             stats_collector=crawler.stats,
-            run_state=run_state,
+            earlier_runs=earlier_runs,
         )
 
     # --- Scrapy's hooks ----------------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ class KnownUrlFilter:
         async for output in start:
             if isinstance(output, Request):
                 self.register(output.url)
-                output = self._conditional(output, self._run_state())
+                output = self._conditional(output, self._earlier_runs())
             yield output
 
     async def process_spider_output(self, response, result):
@@ -128,21 +128,21 @@ class KnownUrlFilter:
 
     def register(self, url: str) -> bytes | None:
         """Record ``url`` as requested; the key of the URL first requested for its canonical form, if any."""
-        key = url_key(canonicalize_url(url))
+        key = seen_url_key(canonicalize_url(url))
         first = self._requested.get(key)
         if first is None:
-            self._requested[key] = url_key(url_without_fragment(url))
+            self._requested[key] = seen_url_key(url_without_fragment(url))
         return first
 
     def requested(self, url: str) -> bool:
         """Whether this run requested ``url``'s canonical URL (or a redirect led to it)."""
-        return url_key(canonicalize_url(url)) in self._requested
+        return seen_url_key(canonicalize_url(url)) in self._requested
 
     def known_target(self, url: str) -> str | None:
         """Why a redirect to ``url`` need not be followed: ``archived`` (the archive knows it), ``requested``
         (this run has it), or None."""
-        run_state = self._run_state()
-        if run_state is not None and run_state.articles.known(canonicalize_url(url)) is not None:
+        earlier_runs = self._earlier_runs()
+        if earlier_runs is not None and earlier_runs.archived.known(canonicalize_url(url)) is not None:
             return "archived"
         return "requested" if self.requested(url) else None
 
@@ -150,9 +150,9 @@ class KnownUrlFilter:
 
     async def _entry(self, request: Request):
         canonical = canonicalize_url(request.url)
-        run_state = self._run_state()
-        if run_state is not None:
-            archive = run_state.articles
+        earlier_runs = self._earlier_runs()
+        if earlier_runs is not None:
+            archive = earlier_runs.archived
             known = archive.known(canonical)
             if known is not None:
                 if known.position is not None and self._revisit_due(archive, known.position):
@@ -166,7 +166,7 @@ class KnownUrlFilter:
         first = self.register(request.url)
         if first is None:
             return request
-        raw = url_key(url_without_fragment(request.url))
+        raw = seen_url_key(url_without_fragment(request.url))
         if first != raw and raw not in self._aliases_seen:
             self._aliases_seen.add(raw)
             return UrlAlias(url=request.url, canonical_url=canonical, discovered_via=request.meta.get("discovered_via",
@@ -200,12 +200,12 @@ class KnownUrlFilter:
     # --- discovery documents -----------------------------------------------------------------------------------
 
     def _discovery(self, request: Request):
-        run_state = self._run_state()
-        if run_state is not None:
-            if self._backing_off(run_state.articles, canonicalize_url(request.url)):
+        earlier_runs = self._earlier_runs()
+        if earlier_runs is not None:
+            if self._backing_off(earlier_runs.archived, canonicalize_url(request.url)):
                 self.stats.inc(stats.SKIPPED_FAILED)
                 return None
-            known = run_state.discovery.get(request.url)
+            known = earlier_runs.discovery.get(request.url)
             if known is not None and self._unchanged_by_lastmod(request, known):
                 if self.register(request.url) is not None:
                     return None
@@ -213,7 +213,7 @@ class KnownUrlFilter:
                 return carried_document(request.url, known)
         if self.register(request.url) is not None:
             return None
-        return self._conditional(request, run_state)
+        return self._conditional(request, earlier_runs)
 
     @staticmethod
     def _unchanged_by_lastmod(request: Request, known: dict) -> bool:
@@ -224,9 +224,9 @@ class KnownUrlFilter:
         return lastmod <= datetime.fromisoformat(known["fetched_at"])
 
     @staticmethod
-    def _conditional(request: Request, run_state) -> Request:
+    def _conditional(request: Request, earlier_runs) -> Request:
         """``request`` with the validators the last run kept for it (and what it knew of the document)."""
-        known = run_state.discovery.get(request.url) if run_state is not None else None
+        known = earlier_runs.discovery.get(request.url) if earlier_runs is not None else None
         if known is None:
             return request
         headers = conditional_headers(known.get("etag"), known.get("last_modified"))

@@ -27,15 +27,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from scrapy import signals
 
-from crawler.items import ArticleRecord, DiscoveredDocument, DuplicateRecord, RejectRecord
+from pipelines.records import ArticleRecord, DiscoveredDocument, DuplicateRecord, RejectRecord
 from pipelines import spool as spooling
 from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.manifest import build_manifest, manifest_bytes, recorded_settings
 from pipelines.parquet import ClosedFile, DatasetWriter, check_file_schema
-from pipelines.state import (DISCOVERY_PREFIX, RunState, discovery_bytes, discovery_entry, is_transient_failure,
+from pipelines.state import (DISCOVERY_PREFIX, EarlierRuns, discovery_bytes, discovery_entry, is_transient_failure,
                              load_discovery, load_state, write_state_snapshot)
-from pipelines.storage import PublishedFile, check_crawl_id, file_sha256, redact, store_from_uri
+from pipelines.storage import PublishedFile, check_crawl_id, file_sha256, redact
+from pipelines.stores import store_from_uri
 from pipelines.table import CommitError, DatasetTable, TableFile, legacy_table_files, table_file, table_keys
 from schemas import DATASETS
 
@@ -126,7 +127,7 @@ class ArchivePipeline:
         self.near_distance = near_distance
         self.near_window_days = near_window_days
         self.snapshot_files = snapshot_files
-        self.run_state: RunState | None = None  #: what earlier runs left; the known-URL filter and dedup ask for it
+        self.earlier_runs: EarlierRuns | None = None  #: what earlier runs left; the known-URL filter and dedup ask for it
         self.discovery: dict[str, dict] = {}  #: robots.txt, sitemaps and feeds read (or carried over) by this run
         self.unsettled_sources: set[str] = set()  #: feeds and sitemaps an entry of which failed for now
         self.cpu_seconds = 0.0  #: writing Parquet, on the reactor thread
@@ -140,8 +141,6 @@ class ArchivePipeline:
 
     @classmethod
     def from_crawler(cls, crawler):
-        from crawler.signals import archive_records
-
         settings = crawler.settings
         crawl_id = settings["ARCHIVE_CRAWL_ID"]
         if not crawl_id:
@@ -166,7 +165,6 @@ class ArchivePipeline:
             near_window_days=settings.getint("DEDUP_NEAR_WINDOW_DAYS"),
             snapshot_files=settings.getint("ARCHIVE_STATE_SNAPSHOT_FILES"),
         )
-        crawler.signals.connect(pipeline.write_records, signal=archive_records)
         crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
         return pipeline
 
@@ -188,7 +186,7 @@ class ArchivePipeline:
                 on_closed=self._submit, **self.writer_options,
             )
 
-    def _prepare(self) -> RunState:
+    def _prepare(self) -> EarlierRuns:
         """In a thread, before the first request: open the tables, commit leftovers of earlier runs, then load the
         state of what the tables hold now (so a leftover file counts as seen)."""
         removed = self.store.remove_stale_staging()
@@ -208,13 +206,13 @@ class ArchivePipeline:
         articles, uncovered = load_state(self.store, near_distance=self.near_distance,
                                          near_window_days=self.near_window_days, data_keys=keys,
                                          table_versions=versions)
-        return RunState(articles=articles, discovery=load_discovery(self.store), uncovered_files=uncovered)
+        return EarlierRuns(archived=articles, discovery=load_discovery(self.store), uncovered_files=uncovered)
 
-    def _state_loaded(self, run_state: RunState) -> None:
-        self.run_state = run_state
-        logger.info("state of earlier runs: %d article rows, %d documents (%s)", len(run_state.articles),
-                    len(run_state.discovery), json.dumps(run_state.articles.loaded_from))
-        self.stats.set(stats.STATE_ROWS, len(run_state.articles))
+    def _state_loaded(self, earlier_runs: EarlierRuns) -> None:
+        self.earlier_runs = earlier_runs
+        logger.info("state of earlier runs: %d article rows, %d documents (%s)", len(earlier_runs.archived),
+                    len(earlier_runs.discovery), json.dumps(earlier_runs.archived.loaded_from))
+        self.stats.set(stats.STATE_ROWS, len(earlier_runs.archived))
 
     def _recover_leftovers(self) -> None:
         """Publish what earlier runs left in the spool (same keys), their manifests last. Runs in a thread."""
@@ -333,10 +331,6 @@ class ArchivePipeline:
         if known is None or document.fetched_at.isoformat() >= known["fetched_at"]:
             self.discovery[document.url] = discovery_entry(document)
 
-    def write_records(self, records) -> None:
-        for record in records:
-            self._write(_DATASET_OF[type(record)], record)
-
     def _write(self, dataset: str, record) -> None:
         when = getattr(record, "fetched_at", None) or getattr(record, "detected_at")
         try:
@@ -383,9 +377,8 @@ class ArchivePipeline:
 
     # --- end: close files, wait for uploads, manifest last ---------------------------------------------------
 
-    # Scrapy closes item pipelines in reverse order, so the steps before this one close after it and may still
-    # hand over records (the dedup step's pending aliases, on a shutdown): files are closed on spider_closed,
-    # once every pipeline has closed.
+    # Files are closed on spider_closed, once every pipeline has closed (Scrapy closes them in reverse order, so
+    # the steps before this one close after it).
 
     async def spider_closed(self, spider, reason: str) -> None:
         self.close_files()
@@ -472,8 +465,8 @@ class ArchivePipeline:
                                    else entry) for url, entry in self.discovery.items()}
                 self.store.put_bytes(f"{DISCOVERY_PREFIX}{self.crawl_id}.json", discovery_bytes(self.crawl_id, documents))
             new_files = len(self.published)
-            if self.tables and self.run_state is not None and \
-                    self.run_state.uncovered_files + new_files >= self.snapshot_files:
+            if self.tables and self.earlier_runs is not None and \
+                    self.earlier_runs.uncovered_files + new_files >= self.snapshot_files:
                 keys, versions = table_keys(self.tables)
                 state = write_state_snapshot(self.store, snapshot_id=self.crawl_id, near_distance=self.near_distance,
                                              data_keys=keys, table_versions=versions)

@@ -1,7 +1,7 @@
 """Dedup step: an article already archived under another URL, with the same body, or a near copy of one,
 becomes a ``DuplicateRecord`` instead of a second row.
 
-``ArchiveIndex`` is the core: what this run has archived so far, looked up by
+``RunIndex`` is the core: what this run has archived so far, looked up by
 canonical URL (and the other URLs that led to each article), by content hash
 and by SimHash within a Hamming distance (``fingerprints.SimhashIndex``, the
 same index the archive state uses for earlier runs). ``DedupPipeline`` is the
@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from scrapy import signals
-from scrapy.exceptions import DropItem
+from scrapy.exceptions import DontCloseSpider, DropItem
 
-from crawler.items import ArticleRecord, DuplicateRecord, UrlAlias
-from crawler.signals import archive_records
+from pipelines.records import ArticleRecord, DuplicateRecord, UrlAlias
 from pipelines import fingerprints, stats
 from pipelines.state import aliases_of, hash_key64
 
@@ -37,7 +36,7 @@ class ArchivedRef:
     crawl_id: str
 
 
-class ArchiveIndex:
+class RunIndex:
     """Everything archived so far, by canonical URL, content hash and SimHash."""
 
     def __init__(self, *, near_distance: int) -> None:
@@ -50,7 +49,7 @@ class ArchiveIndex:
         return len(self._by_url)
 
     def match_url(self, canonical_url: str) -> ArchivedRef | None:
-        return self._by_url.get(fingerprints.url_key(canonical_url))
+        return self._by_url.get(fingerprints.seen_url_key(canonical_url))
 
     def match_exact(self, content_hash: str) -> ArchivedRef | None:
         return self._by_hash.get(bytes.fromhex(content_hash))
@@ -63,15 +62,15 @@ class ArchiveIndex:
     def add(self, ref: ArchivedRef, *, content_hash: str, simhash: int, aliases=()) -> None:
         """Remember an archived article under its canonical URL and ``aliases`` (other canonical URLs that led
         to it: the URL it was fetched from, its redirect hops)."""
-        self._by_url.setdefault(fingerprints.url_key(ref.canonical_url), ref)
+        self._by_url.setdefault(fingerprints.seen_url_key(ref.canonical_url), ref)
         for alias in aliases:
-            self._by_url.setdefault(fingerprints.url_key(alias), ref)
+            self._by_url.setdefault(fingerprints.seen_url_key(alias), ref)
         self._by_hash.setdefault(bytes.fromhex(content_hash), ref)
         self._refs.append(ref)
         self._near.add(simhash, len(self._refs) - 1)
 
 
-def find_duplicate(index: ArchiveIndex, article: ArticleRecord) -> tuple[str, ArchivedRef, int | None] | None:
+def find_duplicate(index: RunIndex, article: ArticleRecord) -> tuple[str, ArchivedRef, int | None] | None:
     """(kind, original, distance) when ``article`` duplicates an archived one, checked url, exact, near."""
     ref = index.match_url(article.canonical_url)
     if ref is not None:
@@ -128,14 +127,13 @@ class DedupPipeline:
         near_distance: int,
         max_pending_aliases: int = 100_000,
         stats_collector=None,
-        signal_manager=None,
         earlier_state=None,
     ):
         self.crawl_id = crawl_id
-        self.signals = signal_manager
-        self.earlier_state = earlier_state or (lambda: None)  #: () -> RunState of earlier runs, once loaded
+        self.scraper = None  #: () -> Scrapy's scraper, which sends records down the item pipelines
+        self.earlier_state = earlier_state or (lambda: None)  #: () -> EarlierRuns of earlier runs, once loaded
         self.cpu_seconds = 0.0
-        self.index = ArchiveIndex(near_distance=near_distance)
+        self.index = RunIndex(near_distance=near_distance)
         self.max_pending_aliases = max_pending_aliases
         self.pending_aliases: dict[bytes, list[UrlAlias]] = {}
         self._pending_count = 0
@@ -147,7 +145,7 @@ class DedupPipeline:
 
         def earlier_state():
             pipeline = crawler.get_item_pipeline(ArchivePipeline)
-            return pipeline.run_state if pipeline is not None else None
+            return pipeline.earlier_runs if pipeline is not None else None
 
         settings = crawler.settings
         pipeline = cls(
@@ -155,17 +153,23 @@ class DedupPipeline:
             near_distance=settings.getint("DEDUP_NEAR_DISTANCE"),
             max_pending_aliases=settings.getint("DEDUP_MAX_PENDING_ALIASES"),
             stats_collector=crawler.stats,
-            signal_manager=crawler.signals,
             earlier_state=earlier_state,
         )
+        pipeline.scraper = lambda: crawler.engine.scraper
         crawler.signals.connect(pipeline.flush_aliases, signal=signals.spider_idle)
         return pipeline
 
     def flush_aliases(self) -> None:
-        """When nothing is in flight (spider idle) and at close: write the aliases that can be resolved."""
+        """When nothing is in flight (spider idle): the aliases that can be resolved become records, sent down the
+        item pipelines like any item (``Scraper.start_itemproc_async``); the spider is kept open until they are
+        written."""
         records = self.resolve_pending()
-        if records and self.signals is not None:
-            self.signals.send_catch_log(archive_records, records=records)
+        if not records or self.scraper is None:
+            return
+        scraper = self.scraper()
+        for record in records:
+            asyncio.ensure_future(scraper.start_itemproc_async(record, response=None))
+        raise DontCloseSpider("resolved URL aliases are on their way to the archive")
 
     async def process_item(self, item):
         if isinstance(item, UrlAlias):
@@ -178,7 +182,7 @@ class DedupPipeline:
         earlier = False
         state = self.earlier_state()
         if match is None and state is not None:
-            known = await asyncio.to_thread(earlier_article, state.articles, item.canonical_url)
+            known = await asyncio.to_thread(earlier_article, state.archived, item.canonical_url)
             if known is not None:
                 kind, archived = known
                 ref = ArchivedRef(archived.article_id, archived.canonical_url, archived.crawl_id)
@@ -192,7 +196,7 @@ class DedupPipeline:
                 else:  # another URL of an archived article (a variant naming it canonical): recorded, not again
                     match, earlier = ("url", ref, None), True
             if match is None:
-                match = await asyncio.to_thread(find_earlier_duplicate, state.articles, item)
+                match = await asyncio.to_thread(find_earlier_duplicate, state.archived, item)
                 earlier = match is not None
         if match is None:
             match = find_duplicate(self.index, item)  # an article of this run may have been added meanwhile
@@ -232,14 +236,18 @@ class DedupPipeline:
         )
 
     def close_spider(self) -> None:
-        self.flush_aliases()
+        """Aliases still pending at close (a run stopped before it went idle) are counted, not written: their
+        links are found again by the next run."""
+        for aliases in self.pending_aliases.values():
+            self.stats.inc(stats.duplicate("alias_unresolved"), len(aliases))
+        self.pending_aliases.clear()
         self.stats.set(stats.DEDUP_CPU, round(self.cpu_seconds, 3))
 
     async def _alias(self, alias: UrlAlias):
         ref = self.index.match_url(alias.canonical_url)
         state = self.earlier_state()
         if ref is None and state is not None:
-            known = await asyncio.to_thread(earlier_article, state.articles, alias.canonical_url)
+            known = await asyncio.to_thread(earlier_article, state.archived, alias.canonical_url)
             ref = self.index.match_url(alias.canonical_url)  # this run may have archived it meanwhile
             if ref is None and known is not None:
                 archived = known[1]
@@ -252,7 +260,7 @@ class DedupPipeline:
         if self._pending_count >= self.max_pending_aliases:
             self.stats.inc(stats.duplicate("alias_unresolved"))
             raise DropItem(f"URL alias not resolved (pending limit reached): {alias.url}", log_level="DEBUG")
-        self.pending_aliases.setdefault(fingerprints.url_key(alias.canonical_url), []).append(alias)
+        self.pending_aliases.setdefault(fingerprints.seen_url_key(alias.canonical_url), []).append(alias)
         self._pending_count += 1
         raise DropItem(f"URL alias pending until {alias.canonical_url} is archived: {alias.url}", log_level="DEBUG")
 

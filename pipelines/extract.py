@@ -30,7 +30,7 @@ from trafilatura.settings import Extractor, set_date_params
 from trafilatura.utils import load_html
 from trafilatura.xml import xmltotxt
 
-from crawler.items import ArticleRecord, FetchedPage, RejectRecord
+from pipelines.records import ArticleRecord, FetchedPage, RejectRecord
 from pipelines import fingerprints, stats
 from pipelines.dates import parse_date_statement
 from pipelines.pagemeta import PageMeta, read_page_meta

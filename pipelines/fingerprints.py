@@ -78,7 +78,7 @@ def article_id(canonical_url: str) -> str:
     return hashlib.sha256(canonical_url.encode()).hexdigest()[:32]
 
 
-def url_key(canonical_url: str) -> bytes:
+def seen_url_key(canonical_url: str) -> bytes:
     """A compact 16-byte key for a canonical URL, for seen-sets held in memory."""
     return hashlib.blake2b(canonical_url.encode(), digest_size=16).digest()
 

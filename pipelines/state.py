@@ -114,7 +114,7 @@ def backoff_days(failures: int, retry_after_days: int) -> int:
     return retry_after_days * 2 ** min(max(failures - 1, 0), MAX_BACKOFF_DOUBLINGS)
 
 
-def url_key64(canonical_url: str) -> int:
+def state_url_key(canonical_url: str) -> int:
     """64-bit key of a canonical URL (collisions: about one in 10^6 at 10 million URLs)."""
     return int.from_bytes(hashlib.blake2b(canonical_url.encode(), digest_size=8).digest(), "big")
 
@@ -267,7 +267,7 @@ class _FailureTable:
         return int(self.count[at]), int(self.day[at])
 
 
-class ArchiveState:
+class ArchivedKeys:
     """Every article, alias and permanent failure of the published data files, searchable by URL, content and
     SimHash.
 
@@ -328,7 +328,7 @@ class ArchiveState:
     def known(self, canonical_url: str) -> KnownUrl | None:
         """Whether the archive knows ``canonical_url``: as an article's canonical URL, as another URL of an
         article (an alias) or as a page recorded as a copy of one."""
-        key = url_key64(canonical_url)
+        key = state_url_key(canonical_url)
         position = self.find_url(key)
         if position is not None:
             return KnownUrl("article", position)
@@ -340,7 +340,7 @@ class ArchiveState:
 
     def failure(self, canonical_url: str) -> tuple[int, int] | None:
         """(permanent failures, day of the last) of ``canonical_url``, or None."""
-        key = np.uint64(url_key64(canonical_url))
+        key = np.uint64(state_url_key(canonical_url))
         found = [hit for table in self.failures if (hit := table.find(key)) is not None]
         if not found:
             return None
@@ -440,7 +440,7 @@ class ArchiveState:
 
 
 def write_state_snapshot(store, *, snapshot_id: str, near_distance: int, data_keys: dict[str, list[str]],
-                         table_versions: dict[str, int] | None = None) -> ArchiveState:
+                         table_versions: dict[str, int] | None = None) -> ArchivedKeys:
     """A new snapshot of everything in ``data_keys`` (the files of the tables' versions ``table_versions``), its
     manifest written last, under ``state/snapshots/<snapshot_id>/`` (ids sort by time: a crawl id)."""
     state, _ = load_state(store, near_distance=near_distance, near_window_days=0, data_keys=data_keys,
@@ -457,7 +457,7 @@ def _empty_articles() -> dict:
 
 def load_state(store, *, near_distance: int, near_window_days: int, now: datetime | None = None,
                data_keys: dict[str, list[str]] | None = None,
-               table_versions: dict[str, int] | None = None) -> tuple[ArchiveState, int]:
+               table_versions: dict[str, int] | None = None) -> tuple[ArchivedKeys, int]:
     """The state of the archive in ``store``; also how many data files no snapshot covers yet. ``data_keys``: the
     files of each table's version ``table_versions[dataset]`` (a crawl's), which the state and its snapshots
     then name."""
@@ -527,7 +527,7 @@ def load_state(store, *, near_distance: int, near_window_days: int, now: datetim
     if failure_parts:
         failures.append(_FailureTable(*(np.concatenate([p[i] for p in failure_parts]) for i in range(3))))
     files_read = sum(len(keys) for keys in delta.values())
-    state = ArchiveState(
+    state = ArchivedKeys(
         files=files, rows_per_file=rows_per_file, layers=layers, store=store, near_distance=near_distance,
         aliases=aliases, failures=failures, covered=covered,
         table_versions=table_versions or {},
@@ -562,11 +562,11 @@ def _read_articles_file(data: bytes, first_row_id: int) -> tuple[dict, tuple]:
     table = _read(data, ["canonical_url", "url", "redirect_urls", "content_hash", "simhash", "fetched_at"])
     count = table.num_rows
     canonical = table.column("canonical_url").to_pylist()
-    url_keys = np.fromiter((url_key64(u) for u in canonical), np.uint64, count)
+    url_keys = np.fromiter((state_url_key(u) for u in canonical), np.uint64, count)
     entries = []
     for target, own, url, hops in zip(url_keys.tolist(), canonical, _columns(table, "url"),
                                        _columns(table, "redirect_urls")):
-        entries.extend((url_key64(alias), target, ALIAS) for alias in aliases_of(own, [url, *(hops or [])]))
+        entries.extend((state_url_key(alias), target, ALIAS) for alias in aliases_of(own, [url, *(hops or [])]))
     arrays = {
         "url_key": url_keys,
         "hash_key": np.fromiter((hash_key64(h) for h in table.column("content_hash").to_pylist()), np.uint64, count),
@@ -585,9 +585,9 @@ def _read_duplicates_file(data: bytes) -> tuple:
     for url, canonical, kind, original, hops in zip(
             _columns(table, "url"), _columns(table, "canonical_url"), _columns(table, "kind"),
             _columns(table, "duplicate_of_url"), _columns(table, "redirect_urls")):
-        target = url_key64(original)
+        target = state_url_key(original)
         label = ALIAS if kind == "url" else DUPLICATE
-        entries.extend((url_key64(alias), target, label) for alias in aliases_of(original, [url, *(hops or []), canonical]))
+        entries.extend((state_url_key(alias), target, label) for alias in aliases_of(original, [url, *(hops or []), canonical]))
     return _alias_arrays(entries)
 
 
@@ -601,7 +601,7 @@ def _read_rejects_file(data: bytes) -> tuple:
         if not is_permanent_failure(reason, status):
             continue
         for failed in {canonicalize_url(u) for u in [url, *(hops or [])] if u}:
-            keys.append(url_key64(failed))
+            keys.append(state_url_key(failed))
             found_days.append(day)
     return np.array(keys, np.uint64), np.ones(len(keys), np.uint16), np.array(found_days, np.int32)
 
@@ -653,9 +653,9 @@ def load_discovery(store, *, keep: int = DISCOVERY_FILES_READ) -> dict[str, dict
 
 
 @dataclass(slots=True)
-class RunState:
+class EarlierRuns:
     """What a run knows of earlier runs: their articles, aliases and failures, and the documents they read."""
 
-    articles: ArchiveState
+    archived: ArchivedKeys  #: the articles, aliases and failures of the tables
     discovery: dict[str, dict]  #: URL -> discovery_entry of a robots.txt, sitemap or feed
     uncovered_files: int  #: data files no snapshot covers yet

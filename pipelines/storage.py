@@ -2,8 +2,8 @@
 
 A store publishes a complete local file under a key so that it appears whole
 or not at all, and writes small objects (the run manifest) the same way.
-``LocalStore`` is a folder (the default, ``./archive``). ``store_from_uri``
-refuses anything it cannot honour, before any page is fetched.
+``LocalStore`` is a folder (the default, ``./archive``); ``s3_store.py`` has the
+S3 store, and ``stores.py`` chooses one by the URI's scheme.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import unquote, urlsplit
 
 from pipelines.exceptions import BadArchiveURI, PublishError
 
@@ -246,29 +245,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def store_from_uri(uri: str, s3_options=None) -> ArchiveStore:
-    """The store for ``uri``: a folder path, ``file://`` URI or ``s3://bucket/prefix`` (with ``s3_options``,
-    an ``S3Options``). Anything else is refused with the reason."""
-    if not uri or not uri.strip():
-        raise BadArchiveURI("ARCHIVE_URI is empty; give a folder path, file:// URI or s3://bucket/prefix")
-    uri = uri.strip()
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise BadArchiveURI(f"file:// URI with a host is not a local folder: {uri!r}")
-        path = unquote(parts.path)
-        if not path:
-            raise BadArchiveURI(f"file:// URI without a path: {uri!r}")
-        return LocalStore(Path(path))
-    if scheme == "s3":
-        from pipelines.s3_store import S3Store
-
-        return S3Store.from_uri(uri, s3_options)
-    if scheme and len(scheme) > 1 and ("://" in uri or scheme in ("s3a", "s3n", "gs", "gcs", "az", "abfs")):
-        raise BadArchiveURI(
-            f"unknown archive scheme {scheme!r} in {redact(uri)!r}; use a folder path, file:// or s3://bucket/prefix"
-        )
-    return LocalStore(Path(uri).expanduser().absolute())

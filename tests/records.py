@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
-from crawler.items import ArticleRecord, DuplicateRecord, RejectRecord
+from pipelines.records import ArticleRecord, DuplicateRecord, RejectRecord
 from pipelines.fingerprints import article_id, content_hash, simhash, to_int64
 
 FETCHED = datetime(2026, 11, 25, 10, 30, tzinfo=timezone.utc)

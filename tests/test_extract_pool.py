@@ -7,7 +7,7 @@ import json
 import os
 from datetime import datetime, timezone
 
-from crawler.items import ArticleRecord, FetchedPage, RejectRecord
+from pipelines.records import ArticleRecord, FetchedPage, RejectRecord
 from pipelines.extract import ExtractPipeline
 from poolhelpers import misbehaving_task, worker_facts_task
 from records import Stats

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from pipelines.dedup import ArchivedRef, ArchiveIndex
+from pipelines.dedup import ArchivedRef, RunIndex
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.fingerprints import (
     SimhashIndex,
@@ -137,7 +137,7 @@ def test_simhash_index_refuses_a_distance_it_cannot_index():
 
 
 def test_archive_index_matches_by_url_hash_and_simhash():
-    index = ArchiveIndex(near_distance=7)
+    index = RunIndex(near_distance=7)
     ref = ArchivedRef("a" * 32, "https://e.com/story", "run1")
     index.add(ref, content_hash="ab" * 32, simhash=0b1011)
     assert index.match_url("https://e.com/story") == ref

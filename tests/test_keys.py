@@ -20,7 +20,8 @@ from pipelines.archive import ArchivePipeline
 from pipelines.exceptions import BadArchiveURI, PublishError
 from pipelines.parquet import DatasetWriter
 from pipelines.s3_store import S3Options, S3Store
-from pipelines.storage import LocalStore, check_crawl_id, check_key, store_from_uri
+from pipelines.storage import LocalStore, check_crawl_id, check_key
+from pipelines.stores import store_from_uri
 from records import article
 from schemas import ARTICLES
 

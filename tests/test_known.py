@@ -13,9 +13,9 @@ from scrapy import Request
 from scrapy.http import Response
 
 from crawler import meta as request_meta
-from crawler.items import DiscoveredDocument, UrlAlias
+from pipelines.records import DiscoveredDocument, UrlAlias
 from crawler.known import KnownRedirectFilter, KnownUrlFilter, RedirectToKnown
-from pipelines.state import RunState, load_state
+from pipelines.state import EarlierRuns, load_state
 from pipelines.storage import LocalStore
 from records import FETCHED, Stats, article, duplicate, reject
 from schemas import ARTICLES, DUPLICATES, REJECTS
@@ -60,7 +60,7 @@ def archive(tmp_path):
                                     "fetched_at": (NOW - timedelta(hours=2)).isoformat(),
                                     "children": [[BASE + "/sitemap-deep.xml", None]]},
     }
-    return RunState(articles=state, discovery=discovery_state, uncovered_files=3)
+    return EarlierRuns(archived=state, discovery=discovery_state, uncovered_files=3)
 
 
 def run(known_filter: KnownUrlFilter, requests) -> list:
@@ -74,8 +74,8 @@ def run(known_filter: KnownUrlFilter, requests) -> list:
     return asyncio.run(collect())
 
 
-def make_filter(run_state, stats: Stats, **settings) -> KnownUrlFilter:
-    return KnownUrlFilter(stats_collector=stats, run_state=lambda: run_state, **settings)
+def make_filter(earlier_runs, stats: Stats, **settings) -> KnownUrlFilter:
+    return KnownUrlFilter(stats_collector=stats, earlier_runs=lambda: earlier_runs, **settings)
 
 
 def test_known_articles_aliases_copies_and_failed_urls_are_not_requested(archive):
@@ -112,13 +112,13 @@ def test_a_url_whose_canonical_form_was_requested_becomes_an_alias_once(archive)
 
 def test_a_known_article_due_for_a_revisit_is_requested_conditionally_at_its_canonical_url(archive, monkeypatch):
     threads = []
-    details = archive.articles.details
+    details = archive.archived.details
 
     def recording(position):
         threads.append(threading.current_thread())
         return details(position)
 
-    monkeypatch.setattr(archive.articles, "details", recording)
+    monkeypatch.setattr(archive.archived, "details", recording)
     stats = Stats()
     out = run(make_filter(archive, stats, revisit_after_days=7), [
         entry("/2026/11/25/story-2/?utm_source=x"),  # archived 30 days ago
@@ -230,13 +230,13 @@ def process(pipeline, item):
 
 def test_a_variant_naming_an_archived_article_canonical_is_recorded_as_its_url_duplicate(archive, monkeypatch):
     threads = []
-    details = archive.articles.details
+    details = archive.archived.details
 
     def recording(position):
         threads.append(threading.current_thread())
         return details(position)
 
-    monkeypatch.setattr(archive.articles, "details", recording)
+    monkeypatch.setattr(archive.archived, "details", recording)
     stats = Stats()
     original = article(1)
     variant = dataclasses.replace(article(1, crawl_id="run2"), url=BASE + "/2026/11/25/story-1/?amp=1")

@@ -12,7 +12,8 @@ import pytest
 
 from pipelines.exceptions import BadArchiveURI, PublishError, SchemaMismatch
 from pipelines.parquet import BATCH_ROWS, DatasetWriter, check_file_schema, rows_to_table
-from pipelines.storage import LocalStore, check_key, store_from_uri
+from pipelines.storage import LocalStore, check_key
+from pipelines.stores import store_from_uri
 from records import FETCHED, article, duplicate, reject
 from schemas import ARTICLES, DUPLICATES, REJECTS
 

@@ -9,7 +9,7 @@ from datetime import date, datetime
 import pyarrow as pa
 import pytest
 
-from crawler.items import RECORD_TYPES
+from pipelines.records import RECORD_TYPES
 from schemas import DATASETS, SCHEMA_VERSION_KEY, description, schema_version
 
 PY_TO_ARROW = {

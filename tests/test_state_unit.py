@@ -15,7 +15,7 @@ from pipelines.fingerprints import canonicalize_url, from_int64
 from pipelines.pagemeta import PageMeta
 from pipelines.state import (ALIAS_ARRAYS, ARTICLE_ARRAYS, DISCOVERY_PREFIX, FAILURE_ARRAYS, SNAPSHOT_PREFIX,
                              aliases_of, backoff_days, discovery_bytes, hash_key64, lastmod_instant, load_discovery,
-                             load_state, url_key64)
+                             load_state, state_url_key)
 from pipelines.storage import LocalStore
 from records import FETCHED, article, duplicate, reject
 from schemas import ARTICLES, DUPLICATES, REJECTS
@@ -43,7 +43,7 @@ def test_state_from_data_files_then_snapshot_then_delta(tmp_path):
     assert uncovered == 1 and len(state) == 8 and len(state.layers) == 2
     assert state.loaded_from["snapshot"] == f"{SNAPSHOT_PREFIX}run1"
     for record in first + second:
-        position = state.find_url(url_key64(record.canonical_url))
+        position = state.find_url(state_url_key(record.canonical_url))
         assert position is not None
         details = state.details(position)
         assert (details.article_id, details.canonical_url, details.crawl_id) == (
@@ -51,7 +51,7 @@ def test_state_from_data_files_then_snapshot_then_delta(tmp_path):
         assert state.details(state.find_hash(hash_key64(record.content_hash))).article_id == record.article_id
         near = state.find_near(from_int64(record.simhash) ^ 0b101)
         assert near is not None and near[1] <= 2
-    assert state.find_url(url_key64("https://herald.example/never-seen/")) is None
+    assert state.find_url(state_url_key("https://herald.example/never-seen/")) is None
     assert state.find_hash(hash_key64("0" * 64)) is None
 
 
@@ -62,7 +62,7 @@ def test_newest_version_wins_and_near_window_is_bounded(tmp_path):
     write_articles(store, "articles/dt=2026-08-27/old-00001.parquet", [old])
     write_articles(store, "articles/dt=2026-11-25/new-00001.parquet", [newer])
     state, _ = load_state(store, near_distance=7, near_window_days=30, now=NOW)
-    assert state.details(state.find_url(url_key64(old.canonical_url))).version == 2
+    assert state.details(state.find_url(state_url_key(old.canonical_url))).version == 2
     assert state.near_rows == 1, "only articles fetched in the window are searched for near-duplicates"
     assert state.find_near(from_int64(old.simhash)) is None, "the old row is out of the window (22 bits from the new)"
     position, distance = state.find_near(from_int64(newer.simhash))
@@ -251,13 +251,13 @@ def test_details_read_one_row_group_of_a_few_columns_not_the_file(tmp_path):
     size = (store.root / key).stat().st_size
     state, _ = load_state(store, near_distance=7, near_window_days=30, now=NOW)
     store.whole_reads = 0
-    details = state.details(state.find_url(url_key64(rows[33].canonical_url)))  # the footer, once per file
+    details = state.details(state.find_url(state_url_key(rows[33].canonical_url)))  # the footer, once per file
     assert details.canonical_url == rows[33].canonical_url
     before = store.bytes_read
-    assert state.details(state.find_url(url_key64(rows[5].canonical_url))).canonical_url == rows[5].canonical_url
+    assert state.details(state.find_url(state_url_key(rows[5].canonical_url))).canonical_url == rows[5].canonical_url
     assert store.whole_reads == 0 and 0 < store.bytes_read - before < size / 20, (store.bytes_read - before, size)  # 20 row groups
     before = store.bytes_read
-    assert state.details(state.find_url(url_key64(rows[4].canonical_url))).article_id == rows[4].article_id
+    assert state.details(state.find_url(state_url_key(rows[4].canonical_url))).article_id == rows[4].article_id
     assert store.bytes_read == before, "the same row group again comes from the cache"
     assert state.detail_reads == 2
 

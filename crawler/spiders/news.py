@@ -27,7 +27,7 @@ from scrapy.linkextractors import LinkExtractor
 from crawler import documents
 from crawler import meta as request_meta
 from crawler.failures import classify_failure, is_unreachable
-from crawler.items import DiscoveredDocument, FetchedPage, RejectRecord
+from pipelines.records import DiscoveredDocument, FetchedPage, RejectRecord
 from crawler.sites import Site, load_sites_file, sites_from_start_urls
 from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError

@@ -1,10 +1,12 @@
-"""Typed records that flow spider -> extract -> dedup -> parquet.
+"""Typed records that flow spider -> extract -> dedup -> parquet -> storage -> table.
 
-``FetchedPage`` and ``UrlAlias`` come out of the spider; the extract step turns
-a page into an ``ArticleRecord`` or a ``RejectRecord``; the dedup step turns an
-article or an alias into a ``DuplicateRecord`` when it has been archived
-before. The last three are rows of the datasets of the same names in
-``schemas/`` (a test keeps fields and columns in step).
+``FetchedPage``, ``UrlAlias`` and ``DiscoveredDocument`` come out of the
+spider; the extract step turns a page into an ``ArticleRecord`` or a
+``RejectRecord``; the dedup step turns an article or an alias into a
+``DuplicateRecord`` when it has been archived before. The last three are rows
+of the datasets of the same names in ``schemas/`` (a test keeps fields and
+columns in step). They live with the pipelines, the archive's core: the crawler
+depends on them, and nothing in ``pipelines/`` depends on the crawler.
 """
 
 from __future__ import annotations
