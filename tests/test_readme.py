@@ -102,3 +102,42 @@ def test_every_sql_query_in_the_readme_runs_on_an_archive_and_gives_what_the_tab
         title = block.splitlines()[0].removeprefix("-- ")
         assert title in expected, f"no expectation for the README query {title!r}"
         assert connection.sql(block).fetchall() == expected[title]
+
+
+def _project_imports() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (at any level of the file, function-local imports included)."""
+    import ast
+
+    modules = {}
+    for package in ("crawler", "pipelines", "schemas"):
+        for path in (REPO / package).rglob("*.py"):
+            name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+            modules[name] = path
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+            found |= {t for t in targets if t in modules and t != name}
+        graph[name] = found
+    return graph
+
+
+def test_pipelines_import_nothing_of_the_crawler_and_no_module_imports_itself_back():
+    graph = _project_imports()
+    assert {m: sorted(i for i in imports if i.startswith("crawler")) for m, imports in graph.items()
+            if m.startswith("pipelines") and any(i.startswith("crawler") for i in imports)} == {}
+    cycles = []
+
+    def visit(module, path):
+        for imported in graph[module]:
+            if imported == path[0]:
+                cycles.append(path + [imported])
+            elif imported not in path and len(path) < 12:
+                visit(imported, path + [imported])
+
+    for module in graph:
+        visit(module, [module])
+    assert cycles == []
