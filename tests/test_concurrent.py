@@ -91,7 +91,7 @@ def corpus_sites(count: int, per_site: int):
     return sites
 
 
-def test_three_crawls_at_once_commit_every_article_once(archive, tmp_path):
+def test_three_crawls_at_once_commit_every_article_once(archive, tmp_path, capsys):
     sites = corpus_sites(3, 6)
     expected = Counter(f"{site.base_url}{path}" for site, paths in sites for path in paths)
     processes = []
@@ -125,6 +125,10 @@ def test_three_crawls_at_once_commit_every_article_once(archive, tmp_path):
         files = Counter(action["add"]["path"].rsplit("/", 1)[1].rsplit("-", 1)[0]
                         for commit in archive.commits(dataset) for action in commit if "add" in action)
         assert files == writes, f"{dataset}: one file per commit of each writer"
+        with capsys.disabled():
+            print(f"\n{dataset}: {sum(writes.values())} commits by 3 writers at once, table versions 0..{len(history) - 1} "
+                  f"one after the other, {sum(files.values())} files each in one commit, "
+                  f"{len(archive.rows(dataset))} rows")
 
 
 # --- runs killed around their commits --------------------------------------------------------------------------
