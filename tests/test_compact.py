@@ -135,6 +135,30 @@ def test_a_glob_reader_sees_old_and_new_files_after_compaction_until_vacuum(tmp_
     assert glob == rows, "after vacuum only the table's files are left"
 
 
+def test_vacuum_removes_a_published_file_never_committed_once_older_than_the_retention(tmp_path):
+    """A run killed between publish and commit leaves a file no table version names: no reader sees it, and
+    vacuum deletes it once it is older than ARCHIVE_VACUUM_RETAIN_HOURS (and not before)."""
+    import os
+    import time
+
+    uri = str(tmp_path / "archive")
+    store = LocalStore(tmp_path / "archive")
+    store.check_writable()
+    short_run(store, 1, tmp_path / "spool")
+    rows = DeltaTable(f"{uri}/articles").to_pyarrow_table().num_rows
+    orphan = tmp_path / "archive" / "articles" / f"dt={DAYS[0]:%Y-%m-%d}" / "20261101T000000Z-dead00-00001.parquet"
+    committed = next((tmp_path / "archive" / "articles").glob("dt=*/*.parquet"))
+    orphan.write_bytes(committed.read_bytes())  # published, the run killed before its commit
+    assert DeltaTable(f"{uri}/articles").to_pyarrow_table().num_rows == rows, "no reader sees it"
+    assert _cli(["compact", uri, "--retain-hours", "1"], {}) == 0
+    assert orphan.exists(), "younger than the retention: kept (its run may still be about to commit it)"
+    two_hours_ago = time.time() - 7200
+    os.utime(orphan, (two_hours_ago, two_hours_ago))
+    assert _cli(["compact", uri, "--retain-hours", "1"], {}) == 0
+    assert not orphan.exists()
+    assert committed.exists() and DeltaTable(f"{uri}/articles").to_pyarrow_table().num_rows == rows
+
+
 def test_a_crawl_committing_while_its_partition_is_compacted_loses_nothing(archive, tmp_path, capsys):
     uri, store, options, env = archive
     site = LocalSite()

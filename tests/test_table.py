@@ -89,16 +89,31 @@ def test_statistics_come_from_the_footer_and_skip_exactly(tmp_path):
     assert "body" not in stats["minValues"] and "title" not in stats["nullCount"] and "authors" not in stats["nullCount"]
 
 
-def test_a_nullable_column_added_by_a_new_release_evolves_the_table_once(tmp_path):
-    uri = str(tmp_path / "articles")
+def test_a_nullable_column_added_by_a_new_release_evolves_the_table_once(location, tmp_path):
+    store = location
+    uri, options = store.table_location("articles")
     older = pa.schema([f for f in ARTICLES if f.name != "redirect_urls"], metadata=ARTICLES.metadata)
-    DatasetTable(uri, "articles", older).open()
-    assert "redirect_urls" not in pa.schema(DeltaTable(uri).schema().to_arrow()).names
-    DatasetTable(uri, "articles", ARTICLES).open()
-    DatasetTable(uri, "articles", ARTICLES).open()
-    delta = DeltaTable(uri)
+    table = DatasetTable(uri, "articles", older, options)
+    table.open()
+    assert "redirect_urls" not in pa.schema(DeltaTable(uri, storage_options=options).schema().to_arrow()).names
+    old_file = tmp_path / "old.parquet"
+    rows = [dataclasses.asdict(article(1))]
+    pq.write_table(pa.Table.from_pylist([{k: v for k, v in rows[0].items() if k != "redirect_urls"}], schema=older),
+                   old_file)
+    key = "articles/dt=2026-11-25/old-00001.parquet"
+    entry = table_file(old_file, key, size=old_file.stat().st_size, rows=1)
+    from pipelines.storage import file_sha256
+
+    store.publish(old_file, key, rows=1, sha256=file_sha256(old_file))
+    table.commit([entry], app_id="old", version=1)
+    DatasetTable(uri, "articles", ARTICLES, options).open()
+    DatasetTable(uri, "articles", ARTICLES, options).open()
+    delta = DeltaTable(uri, storage_options=options)
     assert sorted(pa.schema(delta.schema().to_arrow()).names) == sorted(table_schema(ARTICLES).names)
-    assert [h["operation"] for h in delta.history()] == ["ADD COLUMN", "CREATE TABLE"], "one schema commit"
+    assert [h["operation"] for h in delta.history()] == ["ADD COLUMN", "WRITE", "CREATE TABLE"], "one schema commit"
+    [row] = delta.to_pyarrow_table().to_pylist()
+    assert row["redirect_urls"] is None and row["canonical_url"] == article(1).canonical_url, \
+        "a file written before the column reads back with a null in it"
 
 
 @pytest.mark.parametrize("change", ["type", "dropped", "nullability", "not null added"])
