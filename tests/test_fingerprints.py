@@ -165,3 +165,120 @@ STORY_FOR_SIMHASH = (
     "decision historic and promised regular public meetings during the works. Opponents said the cost, "
     "estimated at 420 million euros, would strain the budget for schools and housing for years to come."
 )
+
+
+def block_edges(max_distance: int) -> list[int]:
+    """The bit boundaries of the max_distance + 1 pigeonhole blocks, as the index cuts them (64 bits in near-equal
+    runs, the lowest bits first)."""
+    blocks = max_distance + 1
+    return [round(i * 64 / blocks) for i in range(blocks + 1)]
+
+
+@pytest.mark.parametrize("max_distance", [0, 3, 7, 12])
+def test_simhash_index_finds_a_hash_through_each_block_alone(max_distance):
+    """A probe that agrees with a stored hash on one block only, with one bit flipped in every other block: at
+    the distance limit, and found only by looking up that block. Every block in turn, in a bulk index and in a
+    grown one (the targets among the rows already merged into its blocks)."""
+    rng = random.Random(1000 + max_distance)
+    stored = [rng.getrandbits(64) for _ in range(3000)]
+    grown = SimhashIndex(max_distance)
+    for row, value in enumerate(stored):
+        grown.add(value, row)
+    bulk = SimhashIndex(max_distance, hashes=np.array(stored, np.uint64))
+    everything = np.array(stored, np.uint64)
+    edges = block_edges(max_distance)
+    spans = list(zip(edges, edges[1:]))
+    for alone, _ in enumerate(spans):
+        for target in rng.sample(range(1000), 25):  # the first 1000 added are merged in ``grown`` (at 1024, 2048)
+            probe = stored[target]
+            for block, (start, end) in enumerate(spans):
+                if block != alone:
+                    probe ^= 1 << rng.randrange(start, end)
+            agreeing = [((probe ^ stored[target]) >> start) & ((1 << (end - start)) - 1) == 0 for start, end in spans]
+            assert agreeing.count(True) == 1 and agreeing[alone], (alone, target)
+            expected = brute_nearest(everything, probe, max_distance)
+            assert expected == (target, max_distance), (alone, target, probe)
+            assert bulk.nearest(probe) == expected, ("bulk", alone, target, probe)
+            assert grown.nearest(probe) == expected, ("grown", alone, target, probe)
+
+
+def brute_nearest_of(entries: list[tuple[int, int]], probe: int, max_distance: int) -> tuple[int, int] | None:
+    """(row, distance) of the closest of ``entries`` (hash, row) within ``max_distance``: the least distance
+    first, then the lowest row; every entry compared, in plain Python."""
+    distance, row = min((hamming(value, probe), row) for value, row in entries)
+    return (row, distance) if distance <= max_distance else None
+
+
+def tie_families(rng: random.Random, count: int) -> tuple[list[int], list[int]]:
+    """Hashes in families about ``count`` random bases, and probes that tie within a family.
+
+    A family: the base three times, the base with bit a flipped, with bit b flipped, and with a, b, c, d flipped.
+    Its probes: the base (three copies at 0), base^a (one at 0, closer than the copies at 1), base^c (the three
+    copies at 1), base^a^b (the two one-bit variants at 1: distinct hashes at an equal distance), base^a^c (one
+    at 1, the copies at 2)."""
+    hashes, probes_ = [], []
+    for _ in range(count):
+        base = rng.getrandbits(64)
+        a, b, c, d = (1 << bit for bit in rng.sample(range(64), 4))
+        hashes += [base, base, base, base ^ a, base ^ b, base ^ a ^ b ^ c ^ d]
+        probes_ += [base, base ^ a, base ^ c, base ^ a ^ b, base ^ a ^ c]
+    return hashes, probes_
+
+
+def tied(entries: list[tuple[int, int]], probe: int) -> list[tuple[int, int]]:
+    """The entries at the least distance from ``probe``, in the order given."""
+    least = min(hamming(value, probe) for value, _ in entries)
+    return [(value, row) for value, row in entries if hamming(value, probe) == least]
+
+
+@pytest.mark.parametrize("max_distance", [0, 3, 7, 12])
+def test_simhash_index_ties_among_unmerged_rows_go_to_the_lowest_row(max_distance):
+    """A fresh index grown by fewer hashes than it merges at (all of them in the buffer a lookup scans): repeated
+    hashes and distinct hashes at equal distances, the rows added in no order. The closest wins, then the lowest
+    row, not the first added."""
+    rng = random.Random(2000 + max_distance)
+    hashes, probes_ = tie_families(rng, 40)
+    rows = rng.sample(range(100_000), len(hashes))
+    entries = list(zip(hashes, rows))
+    assert len(entries) < SimhashIndex.MIN_MERGE  # nothing merged: every lookup goes through the buffer
+    index = SimhashIndex(max_distance)
+    for value, row in entries:
+        index.add(value, row)
+    assert len(index) == len(entries)
+    ties = not_first_added = 0
+    for probe in probes_:
+        expected = brute_nearest_of(entries, probe, max_distance)
+        assert index.nearest(probe) == expected, probe
+        if expected is not None and len(tied(entries, probe)) > 1:
+            ties += 1
+            not_first_added += tied(entries, probe)[0][1] != expected[0]
+    assert ties >= 40 and not_first_added >= 20, (ties, not_first_added)  # the data holds the ties it is meant to
+
+
+@pytest.mark.parametrize("max_distance", [0, 3, 7, 12])
+def test_simhash_index_ties_between_merged_and_unmerged_rows_go_to_the_lowest_row(max_distance):
+    """An index built in bulk from some hashes of each family, then grown by the rest (fewer than it merges at,
+    so they stay in the buffer): the same ties, now between a merged and an unmerged row, the lowest row winning
+    whichever side it is on."""
+    rng = random.Random(3000 + max_distance)
+    hashes, probes_ = tie_families(rng, 60)
+    rows = rng.sample(range(100_000), len(hashes))
+    entries = list(zip(hashes, rows))
+    merged, unmerged = [], []
+    for entry in entries:
+        (merged if rng.random() < 0.5 else unmerged).append(entry)
+    merged_rows = {row for _, row in merged}
+    assert len(unmerged) < SimhashIndex.MIN_MERGE  # the added ones stay in the buffer
+    index = SimhashIndex(max_distance, hashes=np.array([v for v, _ in merged], np.uint64),
+                         rows=np.array([r for _, r in merged]))
+    for value, row in unmerged:
+        index.add(value, row)
+    assert len(index) == len(entries)
+    won_by = {"merged": 0, "unmerged": 0}
+    for probe in probes_:
+        expected = brute_nearest_of(entries, probe, max_distance)
+        assert index.nearest(probe) == expected, probe
+        sides = {"merged" if row in merged_rows else "unmerged" for _, row in tied(entries, probe)}
+        if expected is not None and len(sides) == 2:
+            won_by["merged" if expected[0] in merged_rows else "unmerged"] += 1
+    assert min(won_by.values()) >= 10, won_by  # ties across the two sides, won by each
