@@ -20,6 +20,12 @@ tree (sampled every 0.1 s), then the ratios, with the machine's core count. Run:
 
     python benchmarks/throughput.py --pages 1500
     python benchmarks/throughput.py --pages 15000 --only news
+    python benchmarks/throughput.py --pages 1500 --only news --only news_nowarc --only reextract
+
+With ``news_nowarc`` the news crawl runs a second time with raw capture off (ARCHIVE_WARC_ENABLED=False): the
+ratio shows what keeping every page as WARC costs; the WARC bytes per archived article are printed. With
+``reextract`` the news crawl's archive is then re-extracted (``news-archive reextract --favor-precision``): pages
+per second on all cores.
 
 Environment: BENCH_CONCURRENCY (CONCURRENT_REQUESTS, default 16); BENCH_EXTRA_SETTINGS, extra `-s` settings for
 the news crawl separated by ";" (for example "EXTRACT_WORKERS=1;JOBDIR=/tmp/job").
@@ -161,11 +167,20 @@ def run_measured(command: list[str], env: dict, cwd: Path | str = REPO) -> dict:
             "children_mb": sorted(round(v / 2**20) for v in per_process.values()), "output": "".join(output)}
 
 
+def manifest_counts(archive: Path, *, newest: bool = False) -> dict:
+    """The counts of the archive's only run manifest (``newest``: of its last one)."""
+    manifests = sorted((archive / "runs").glob("*.json"))
+    if not newest and len(manifests) != 1:
+        raise SystemExit(f"expected one run in {archive}, found {len(manifests)}")
+    return json.loads(manifests[-1].read_text())["counts"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=1500)
-    parser.add_argument("--only", choices=("inline", "news", "inline_same"), action="append",
-                        help="run only these (repeatable); default: all three")
+    parser.add_argument("--only", choices=("inline", "news", "inline_same", "news_nowarc", "reextract"),
+                        action="append", help="run only these (repeatable); default: inline, news, inline_same; "
+                                              "reextract needs news")
     args = parser.parse_args()
     layouts, sentences = load_corpus()
     site = LocalSite()
@@ -190,26 +205,49 @@ def main() -> None:
             for setting, value in common.items():
                 command += ["-s", f"{setting}={value}"]
             results[name] = run_measured(command, env, cwd=folder)
-        if "news" in only:
+        for name, capture in (("news", True), ("news_nowarc", False)):
+            if name not in only:
+                continue
+            archive = Path(folder) / f"archive-{name}"
             command = [sys.executable, "-m", "scrapy", "crawl", "news", "-a", f"start_urls={base}/sitemap.xml",
-                       "-s", f"ARCHIVE_URI={Path(folder) / 'archive'}"]
-            for name, value in common.items():
-                command += ["-s", f"{name}={value}"]
+                       "-s", f"ARCHIVE_URI={archive}", "-s", f"ARCHIVE_WARC_ENABLED={capture}"]
+            for setting, value in common.items():
+                command += ["-s", f"{setting}={value}"]
             for setting in filter(None, extra.split(";")):  # e.g. BENCH_EXTRA_SETTINGS="EXTRACT_WORKERS=1"
                 command += ["-s", setting]
-            results["news"] = run_measured(command, env)
-            manifest = json.loads(next((Path(folder) / "archive" / "runs").glob("*.json")).read_text())
-            results["news"]["counts"] = manifest["counts"]
+            results[name] = run_measured(command, env)
+            results[name]["counts"] = manifest_counts(archive)
+            results[name]["warc_bytes"] = sum(p.stat().st_size for p in (archive / "warc").rglob("*.warc.gz"))
+            if name == "news" and "reextract" in only:  # the same archive, extracted again in precision mode
+                command = [sys.executable, "-m", "crawler.cli", "reextract", str(archive), "--favor-precision",
+                           "-s", "LOG_LEVEL=WARNING"]
+                results["reextract"] = run_measured(command, env)
+                results["reextract"]["counts"] = manifest_counts(archive, newest=True)
     site.stop()
     print(f"{args.pages} pages, {os.cpu_count()} cores")
     for name, result in results.items():
         if result["returncode"] != 0:
             print(f"{name} failed:\n{result['output'][-3000:]}")
             sys.exit(1)
-        print(f"{name:11s} {args.pages / result['wall']:5.1f} pages/s  wall {result['wall']:6.1f} s  "
+        pages = result["counts"]["warc_records_read"] if name == "reextract" else args.pages
+        print(f"{name:11s} {pages / result['wall']:5.1f} pages/s  wall {result['wall']:6.1f} s  "
               f"CPU {result['cpu']:6.1f} s (crawler process {result['main_cpu']:.1f} s)  peak memory of the process tree: PSS {result['peak_pss_mb']:4.0f} MB, "
               f"RSS {result['peak_mb']:4.0f} MB (peak RSS: crawler {result['main_mb']:.0f} MB, "
               f"other processes {result['children_mb']} MB)")
+    if "news" in results:
+        counts = results["news"]["counts"]
+        print(f"raw capture: {results['news']['warc_bytes']} WARC bytes for {counts['articles_written']} articles "
+              f"({counts['warc_records']} pages kept): {results['news']['warc_bytes'] / max(counts['articles_written'], 1):.0f} "
+              f"bytes per archived article")
+    if "news" in results and "news_nowarc" in results:
+        on, off = results["news"], results["news_nowarc"]
+        print(f"raw capture on / off: {off['wall'] / on['wall']:.2f}x the pages/s, peak PSS {on['peak_pss_mb']:.0f} / "
+              f"{off['peak_pss_mb']:.0f} MB, CPU {on['cpu']:.1f} / {off['cpu']:.1f} s")
+    if "reextract" in results:
+        read = results["reextract"]["counts"]["warc_records_read"]
+        print(f"reextract: {read} records, {read / results['reextract']['wall']:.1f} pages/s on {os.cpu_count()} cores "
+              f"({read / results['reextract']['wall'] / os.cpu_count():.1f} per core), "
+              f"report {results['reextract']['counts']['reextract']}")
     if "news" in results:
         counts = results["news"]["counts"]
         cpu = counts["cpu_seconds"]

@@ -5,6 +5,8 @@
     news-archive crawl -a start_urls=URL ... [-s NAME=VALUE ...]   the crawl, exactly ``scrapy crawl news ...``
     news-archive compact [ARCHIVE_URI] [options]                    compact closed partitions, then vacuum
     news-archive convert [ARCHIVE_URI]                              turn an older release's archive into tables
+    news-archive reextract [ARCHIVE_URI] [--since DAY] [--until DAY] [--domain D] [--extractor-version V]
+                                                                    extract the archive's WARC records again
 
 Settings come from ``crawler/settings.py`` and the environment as for a crawl (``ARCHIVE_URI``, ``ARCHIVE_S3_*``,
 boto3's credentials); ``-s NAME=VALUE`` overrides one. Exit codes: 0 done, 1 a step failed (the reason on stderr),
@@ -51,6 +53,21 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("archive_uri", nargs="?", help="folder, file:// or s3:// URI (default: ARCHIVE_URI)")
         command.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE",
                              help="override a setting")
+    reextract = commands.add_parser(
+        "reextract", help="extract the archive's WARC records again with the current extractor (nothing fetched)",
+        description="Extract the archive's WARC records again with the current extractor: new article rows with "
+                    "the same article_id and the new extractor_version, in table commits; a rerun goes on where "
+                    "a stopped one ended.")
+    reextract.add_argument("archive_uri", nargs="?", help="folder, file:// or s3:// URI (default: ARCHIVE_URI)")
+    reextract.add_argument("--since", metavar="YYYY-MM-DD", help="only pages fetched on or after this day (UTC)")
+    reextract.add_argument("--until", metavar="YYYY-MM-DD", help="only pages fetched on or before this day (UTC)")
+    reextract.add_argument("--domain", action="append", default=[], metavar="DOMAIN",
+                           help="only articles of this registered domain (repeatable)")
+    reextract.add_argument("--extractor-version", metavar="VERSION",
+                           help="only rows this extractor_version made")
+    reextract.add_argument("--favor-precision", action="store_true", help="extract with EXTRACT_FAVOR_PRECISION")
+    reextract.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+                           help="override a setting")
     compact = commands.choices["compact"]
     compact.add_argument("--target-bytes", type=int, help="size of the files written (ARCHIVE_COMPACT_TARGET_BYTES)")
     compact.add_argument("--closed-after-days", type=int,
@@ -70,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         execute(["scrapy", "crawl", "news", *argv[1:]])  # exits with the crawl's own exit code
         return 0
     args = _parser().parse_args(argv)
+    if args.command == "reextract":
+        return _reextract(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s")
     try:
         settings = _settings(args.archive_uri, args.settings)
@@ -91,6 +110,26 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(__name__).exception("news-archive %s failed", args.command)
         print(f"news-archive: {args.command} failed: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
         return EXIT_FAILED
+
+
+def _reextract(args) -> int:
+    """``scrapy crawl reextract`` with the command's options as its arguments and settings (its exit codes)."""
+    os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
+    from scrapy.cmdline import execute
+
+    crawl = ["scrapy", "crawl", "reextract"]
+    for name, value in (("since", args.since), ("until", args.until), ("domains", ",".join(args.domain)),
+                        ("extractor_version", args.extractor_version)):
+        if value:
+            crawl += ["-a", f"{name}={value}"]
+    if args.archive_uri:
+        crawl += ["-s", f"ARCHIVE_URI={args.archive_uri}"]
+    if args.favor_precision:
+        crawl += ["-s", "EXTRACT_FAVOR_PRECISION=True"]
+    for override in args.settings:
+        crawl += ["-s", override]
+    execute(crawl)  # exits with the run's own exit code
+    return 0
 
 
 def _compact(store, tables, settings, args) -> int:

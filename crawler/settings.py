@@ -57,6 +57,14 @@ DEDUP_NEAR_DISTANCE = 7  # SimHash Hamming distance; measured by benchmarks/simh
 DEDUP_MAX_PENDING_ALIASES = 100_000
 DEDUP_NEAR_WINDOW_DAYS = 30  # near-duplicates are searched among articles fetched this many days back
 
+# --- raw capture (WARC) ------------------------------------------------------------------------------------------
+ARCHIVE_WARC_ENABLED = True  # every page handed to extraction kept as WARC/1.1 under <archive>/warc/
+ARCHIVE_WARC_MAX_FILE_BYTES = 2**30  # a WARC file is rolled at this size (1 GiB, as Common Crawl does)
+
+# --- re-extraction (news-archive reextract) ----------------------------------------------------------------------
+ARCHIVE_JOB = "crawl"  # what the run is (crawl, reextract), set by its spider; in the manifest
+REEXTRACT_MAX_IN_FLIGHT = 32  # records read back and not yet written, at most (memory stays flat)
+
 # --- tables: compaction and vacuum (news-archive compact) ----------------------------------------------------
 ARCHIVE_COMPACT_TARGET_BYTES = 128 * 2**20  # compaction writes files of about this size
 ARCHIVE_COMPACT_CLOSED_AFTER_DAYS = 1  # a partition is compacted once its day is this many days behind today (UTC)
@@ -135,6 +143,7 @@ DOWNLOADER_MIDDLEWARES = {
     # a redirect to a URL already archived or requested is not followed (before Scrapy's RedirectMiddleware, 600)
     "crawler.known.KnownRedirectFilter": 650,
     "crawler.reachability.StartUrlReachability": 950,  # next to the downloader: sees every answer
+    "crawler.received.ReceivedHeaders": 940,  # the headers as received, before decompression rewrites them
 }
 # Skip what is known: after the depth and URL-length filters (900, 800), so what it counts as requested is sent
 SPIDER_MIDDLEWARES = {
@@ -142,6 +151,7 @@ SPIDER_MIDDLEWARES = {
 }
 
 ITEM_PIPELINES = {
+    "pipelines.capture.CapturePipeline": 50,  # raw capture: the exchange kept as WARC, the row given its pointer
     "pipelines.extract.ExtractPipeline": 100,
     "pipelines.dedup.DedupPipeline": 200,
     "pipelines.archive.ArchivePipeline": 300,

@@ -27,7 +27,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from scrapy import signals
 
-from pipelines.records import ArticleRecord, DiscoveredDocument, DuplicateRecord, RejectRecord
+from pipelines.records import ArticleRecord, DiscoveredDocument, DuplicateRecord, RejectRecord, WarcFileRecord
 from pipelines import spool as spooling
 from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError
@@ -37,12 +37,14 @@ from pipelines.state import (DISCOVERY_PREFIX, EarlierRuns, discovery_bytes, dis
                              load_discovery, load_state, write_state_snapshot)
 from pipelines.storage import PublishedFile, check_crawl_id, file_sha256, redact
 from pipelines.stores import store_from_uri
+from pipelines.warc import ClosedWarc, WarcFile, cdxj_responses, write_cdxj
 from pipelines.table import CommitError, DatasetTable, TableFile, legacy_table_files, table_file, table_keys
 from schemas import DATASETS
 
 logger = logging.getLogger(__name__)
 
 _DATASET_OF = {ArticleRecord: "articles", DuplicateRecord: "duplicates", RejectRecord: "rejects"}
+WARC_DATASET = "warc_files"
 
 
 def s3_options_from_settings(settings):
@@ -108,7 +110,7 @@ class _Upload:
 class ArchivePipeline:
     def __init__(self, *, store, crawl_id: str, spool_root: Path, writer_options: dict, settings_record: dict,
                  upload_threads: int = 2, stats_collector=None, near_distance: int = 7, near_window_days: int = 30,
-                 snapshot_files: int = 200) -> None:
+                 snapshot_files: int = 200, warc_max_bytes: int | None = None, robots: str = "obey") -> None:
         self.store = store
         self.crawl_id = check_crawl_id(crawl_id)
         self.spool_root = spool_root
@@ -138,6 +140,13 @@ class ArchivePipeline:
         self.commit_seconds = 0.0  #: wall time spent committing (in the upload threads)
         self._commit_lock = threading.Lock()  #: a run's commits to a table are made one at a time, in order
         self._stalled: set[tuple[str, str]] = set()  #: (writer, dataset) whose commit failed: later files wait
+        self.warc_max_bytes = warc_max_bytes  #: None: no raw capture
+        self.robots = robots
+        self.warc: WarcFile | None = None  #: this run's WARC files (the capture step appends to them)
+        self.warc_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-warc")
+        self._warc_uploads: list[Future] = []  #: every WARC file's publication: a data file waits for those before it
+        self._loop = None
+        self._reactor_thread = None
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -164,6 +173,9 @@ class ArchivePipeline:
             near_distance=settings.getint("DEDUP_NEAR_DISTANCE"),
             near_window_days=settings.getint("DEDUP_NEAR_WINDOW_DAYS"),
             snapshot_files=settings.getint("ARCHIVE_STATE_SNAPSHOT_FILES"),
+            warc_max_bytes=settings.getint("ARCHIVE_WARC_MAX_FILE_BYTES") if settings.getbool("ARCHIVE_WARC_ENABLED")
+            else None,
+            robots="obey" if settings.getbool("ROBOTSTXT_OBEY") else "ignore",
         )
         crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
         return pipeline
@@ -185,6 +197,14 @@ class ArchivePipeline:
                 dataset=dataset, schema=schema, spool_dir=self.spool.path, file_prefix=self.crawl_id,
                 on_closed=self._submit, **self.writer_options,
             )
+        self._reactor_thread = threading.current_thread()
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:  # built without a reactor (a test, a script)
+            self._loop = None
+        if self.warc_max_bytes is not None:
+            self.warc = WarcFile(spool_dir=self.spool.path, crawl_id=self.crawl_id, max_bytes=self.warc_max_bytes,
+                                 on_closed=self._warc_closed, robots=self.robots)
 
     def _prepare(self) -> EarlierRuns:
         """In a thread, before the first request: open the tables, commit leftovers of earlier runs, then load the
@@ -229,6 +249,24 @@ class ArchivePipeline:
         published, failed = [], []
         for orphan in spooling.orphan_intents(folder):
             orphan.unlink()
+        for warc in spooling.complete_warc_files(folder):  # before the rows that point into them
+            try:
+                cdxj = warc.path.with_name(warc.path.name.removesuffix(".warc.gz") + ".cdxj")
+                if not cdxj.exists():
+                    write_cdxj(warc.path, cdxj, warc.key)
+                records = cdxj_responses(cdxj)
+                index = self.store.publish(cdxj, warc.key.removesuffix(".warc.gz") + ".cdxj", rows=records,
+                                           sha256=file_sha256(cdxj))
+                published.append(("warc", self.store.publish(warc.path, warc.key, rows=records,
+                                                             sha256=file_sha256(warc.path))))
+                published.append(("warc_cdxj", index))
+            except Exception as exc:
+                failed.append(f"publish {warc.key} (left by {folder.name}): {type(exc).__name__}: {redact(str(exc))}")
+        if failed:  # the rows pointing into them must not be committed before them
+            self.errors.extend(failed)
+            logger.error("could not publish %d WARC file(s) left by run %s; they stay in %s", len(failed), folder.name,
+                         folder)
+            return
         # committed in the order of their commit numbers, then the files no commit was attempted for
         files.sort(key=lambda f: (0, intent["commit"]) if (intent := spooling.read_intent(f.path)) else (1, f.key))
         for spooled in files:
@@ -237,7 +275,7 @@ class ArchivePipeline:
                 check_file_schema(spooled.path, DATASETS[dataset])  # left by an incompatible version?
                 closed = ClosedFile(dataset=dataset, key=spooled.key, path=spooled.path, rows=_parquet_rows(spooled.path),
                                     sha256=file_sha256(spooled.path))
-                published.append(self._publish_and_commit(closed, app_id=folder.name))
+                published.append((dataset, self._publish_and_commit(closed, app_id=folder.name)))
             except Exception as exc:
                 failed.append(f"publish {spooled.key} (left by {folder.name}): {type(exc).__name__}: {redact(str(exc))}")
         if failed:
@@ -246,13 +284,13 @@ class ArchivePipeline:
             return
         if manifest_entry is not None:
             path, manifest = manifest_entry
-            manifest["files"] = manifest.get("files", []) + [_file_entry(_dataset(p.key), p) for p in published]
+            manifest["files"] = manifest.get("files", []) + [_file_entry(dataset, p) for dataset, p in published]
             manifest["spooled_files"] = []
             manifest["recovered_by"] = self.crawl_id
         elif published:
             manifest = {"crawl_id": folder.name, "status": "incomplete", "recovered_by": self.crawl_id,
                         "note": "the run ended without a manifest; these files were recovered from its spool",
-                        "files": [_file_entry(_dataset(p.key), p) for p in published]}
+                        "files": [_file_entry(dataset, p) for dataset, p in published]}
             path = None
         else:
             return
@@ -332,7 +370,7 @@ class ArchivePipeline:
             self.discovery[document.url] = discovery_entry(document)
 
     def _write(self, dataset: str, record) -> None:
-        when = getattr(record, "fetched_at", None) or getattr(record, "detected_at")
+        when = getattr(record, "fetched_at", None) or getattr(record, "detected_at", None) or record.first_fetched_at
         try:
             self.writers[dataset].write(record, dt=when.astimezone(timezone.utc).strftime("%Y-%m-%d"))
         except Exception as exc:  # our own bug: record it, fail the run, keep crawling
@@ -342,11 +380,61 @@ class ArchivePipeline:
             self.stats.inc(stats.rows(dataset))
 
     def _submit(self, closed: ClosedFile) -> None:
-        future = self.executor.submit(self._timed_publish, closed)
+        if closed.dataset != WARC_DATASET and self.warc is not None:
+            try:
+                self.warc.roll()  # the WARC records this file's rows point to are then all in closed files...
+            except Exception as exc:
+                logger.exception("could not close the WARC file")
+                self._fail(f"close warc: {type(exc).__name__}: {exc}")
+            if self.warc.discarded and self._points_into(closed, self.warc.discarded):
+                closed.path.unlink(missing_ok=True)
+                self._fail(f"write {closed.key}: its rows point into a WARC file that could not be written; "
+                           f"{closed.rows} row(s) discarded (the next run fetches them again)")
+                return
+        waits_for = list(self._warc_uploads)  # ...whose publication its commit waits for
+        future = self.executor.submit(self._timed_publish, closed, waits_for)
         self.uploads.append(_Upload(closed.dataset, closed, future))
 
-    def _timed_publish(self, closed: ClosedFile) -> PublishedFile:
-        """In an upload thread: publish, commit, and count the thread's CPU time."""
+    @staticmethod
+    def _points_into(closed: ClosedFile, keys: set[str]) -> bool:
+        if "warc_filename" not in pq.read_schema(closed.path).names:
+            return False
+        return bool(set(pq.read_table(closed.path, columns=["warc_filename"]).column(0).to_pylist()) & keys)
+
+    def _warc_closed(self, closed: ClosedWarc) -> None:
+        """A closed WARC file: published in its own thread at once, and its row written to ``warc_files``; rolled
+        by size in the capture thread, it is handed to the reactor thread first (the writers are not
+        thread-safe)."""
+        if self._loop is not None and threading.current_thread() is not self._reactor_thread:
+            self._loop.call_soon_threadsafe(self._warc_closed, closed)
+            return
+        future = self.warc_executor.submit(self._publish_warc, closed)
+        self._warc_uploads.append(future)
+        self.uploads.append(_Upload("warc", closed, future))
+        self._write(WARC_DATASET, WarcFileRecord(
+            warc_filename=closed.key, cdxj_filename=closed.cdxj_key, crawl_id=self.crawl_id, records=closed.records,
+            bytes=closed.bytes, sha256=closed.sha256, first_fetched_at=closed.first_fetched_at,
+            last_fetched_at=closed.last_fetched_at))
+
+    def _publish_warc(self, closed: ClosedWarc) -> list[tuple[str, PublishedFile]]:
+        """In the WARC thread: the WARC file and its CDXJ index published (verified, as any data file); they leave
+        the spool then. The rows that point into it are committed only after."""
+        started = time.thread_time()
+        try:
+            index = self.store.publish(closed.cdxj_path, closed.cdxj_key, rows=closed.records,
+                                       sha256=file_sha256(closed.cdxj_path))
+            return [("warc", self.store.publish(closed.path, closed.key, rows=closed.records, sha256=closed.sha256)),
+                    ("warc_cdxj", index)]
+        finally:
+            self.upload_cpu_seconds += time.thread_time() - started
+
+    def _timed_publish(self, closed: ClosedFile, waits_for: list[Future] = ()) -> PublishedFile:
+        """In an upload thread: once the WARC files its rows point to are published, publish and commit; count the
+        thread's CPU time."""
+        for warc in waits_for:
+            if warc.exception() is not None:  # its pointers would lead nowhere: it waits in the spool too
+                raise CommitError(f"{closed.key} points into a WARC file that could not be published; it waits in "
+                                  f"the spool for the next run")
         started = time.thread_time()
         try:
             return self._publish_and_commit(closed, app_id=self.crawl_id)
@@ -362,11 +450,12 @@ class ArchivePipeline:
                 continue
             exc = upload.future.exception()
             if exc is None:
-                published = upload.future.result()
-                self.published.append((upload.dataset, published))
-                self.stats.inc(stats.FILES_PUBLISHED)
-                self.stats.inc(stats.BYTES_PUBLISHED, published.bytes)
-                logger.info("published %s (%d rows, %d bytes)", published.key, published.rows, published.bytes)
+                result = upload.future.result()  # a WARC upload: the WARC file and its CDXJ index
+                for dataset, published in (result if isinstance(result, list) else [(upload.dataset, result)]):
+                    self.published.append((dataset, published))
+                    self.stats.inc(stats.FILES_PUBLISHED)
+                    self.stats.inc(stats.BYTES_PUBLISHED, published.bytes)
+                    logger.info("published %s (%d rows, %d bytes)", published.key, published.rows, published.bytes)
             else:
                 logger.error("could not publish %s; it stays in the spool at %s: %s",
                              upload.closed.key, upload.closed.path, redact(str(exc)))
@@ -382,13 +471,21 @@ class ArchivePipeline:
 
     async def spider_closed(self, spider, reason: str) -> None:
         self.close_files()
+        await asyncio.to_thread(self.warc_executor.shutdown, wait=True)
         await asyncio.to_thread(self.executor.shutdown, wait=True)  # every upload has ended
         self.finish(reason, spider)
 
     def close_files(self) -> None:
-        """Close every open file (each then published in the background); a file that fails is discarded."""
+        """Close every open file (each then published in the background), the WARC file before the ``warc_files``
+        rows that name it; a file that fails is discarded."""
         started = time.thread_time()
         for dataset, writer in self.writers.items():
+            if dataset == WARC_DATASET and self.warc is not None:
+                try:
+                    self.warc.close()
+                except Exception as exc:  # the records it holds are lost with it; their rows wait for it
+                    logger.exception("could not close the WARC file")
+                    self._fail(f"close warc: {type(exc).__name__}: {exc}")
             try:
                 writer.close()
             except Exception as exc:
@@ -407,6 +504,10 @@ class ArchivePipeline:
         self._collect()
         self.stats.set(stats.ARCHIVE_CPU, round(self.cpu_seconds, 3))
         self.stats.set(stats.UPLOAD_CPU, round(self.upload_cpu_seconds, 3))
+        uncaptured = self.stats.values().get(stats.WARC_WRITE_FAILED, 0)
+        if uncaptured:  # archived without their raw page: the archive is not what the settings ask for
+            self._fail(f"raw capture: {uncaptured} page(s) could not be written as WARC (see the log); their rows "
+                       f"have no warc_filename")
         status = "failed" if self.errors else ("complete" if reason == "finished" else "partial")
         values = self.stats.values()
         unreachable = stats.unreachable_sites(values)
@@ -464,7 +565,7 @@ class ArchivePipeline:
                 documents = {url: ({**entry, "etag": None, "last_modified": None} if url in self.unsettled_sources
                                    else entry) for url, entry in self.discovery.items()}
                 self.store.put_bytes(f"{DISCOVERY_PREFIX}{self.crawl_id}.json", discovery_bytes(self.crawl_id, documents))
-            new_files = len(self.published)
+            new_files = sum(dataset in self.tables for dataset, _ in self.published)  # data files, not WARC files
             if self.tables and self.earlier_runs is not None and \
                     self.earlier_runs.uncovered_files + new_files >= self.snapshot_files:
                 keys, versions = table_keys(self.tables)
@@ -500,8 +601,9 @@ def _file_entry(dataset: str, published: PublishedFile) -> dict:
             "sha256": published.sha256}
 
 
-def _closed_entry(dataset: str, closed: ClosedFile) -> dict:
-    return {"dataset": dataset, "key": closed.key, "rows": closed.rows, "sha256": closed.sha256}
+def _closed_entry(dataset: str, closed) -> dict:
+    rows = closed.rows if isinstance(closed, ClosedFile) else closed.records
+    return {"dataset": dataset, "key": closed.key, "rows": rows, "sha256": closed.sha256}
 
 
 def _parquet_rows(path: Path) -> int:

@@ -70,17 +70,39 @@ class RunIndex:
         self._near.add(simhash, len(self._refs) - 1)
 
 
-def find_duplicate(index: RunIndex, article: ArticleRecord) -> tuple[str, ArchivedRef, int | None] | None:
-    """(kind, original, distance) when ``article`` duplicates an archived one, checked url, exact, near."""
+def find_duplicate(index: RunIndex, article: ArticleRecord, *,
+                   other_article: bool = False) -> tuple[str, ArchivedRef, int | None] | None:
+    """(kind, original, distance) when ``article`` duplicates an archived one, checked url, exact, near;
+    ``other_article``: the article's own rows (re-extracted versions of it) do not count."""
+    def other(ref):
+        return ref is not None and not (other_article and ref.article_id == article.article_id)
+
     ref = index.match_url(article.canonical_url)
-    if ref is not None:
+    if other(ref):
         return "url", ref, None
     ref = index.match_exact(article.content_hash)
-    if ref is not None:
+    if other(ref):
         return "exact", ref, None
     near = index.match_near(fingerprints.from_int64(article.simhash))
-    if near is not None:
+    if near is not None and other(near[0]):
         return "near", near[0], near[1]
+    return None
+
+
+def find_reextracted_duplicate(state, article: ArticleRecord) -> tuple[str, ArchivedRef, int | None] | None:
+    """For a re-extracted row: (kind, original, distance) when its new body duplicates another article that was
+    archived before it (first captured earlier): exact, then near. Reads data files: call it in a thread."""
+    candidates = []
+    position = state.find_hash(hash_key64(article.content_hash))
+    if position is not None:
+        candidates.append(("exact", position, None))
+    near = state.find_near(fingerprints.from_int64(article.simhash))
+    if near is not None:
+        candidates.append(("near", near[0], near[1]))
+    for kind, position, distance in candidates:
+        archived = state.details(position)
+        if archived.article_id != article.article_id and archived.first_seen_at < article.first_seen_at:
+            return kind, ArchivedRef(archived.article_id, archived.canonical_url, archived.crawl_id), distance
     return None
 
 
@@ -128,8 +150,10 @@ class DedupPipeline:
         max_pending_aliases: int = 100_000,
         stats_collector=None,
         earlier_state=None,
+        reextraction: bool = False,
     ):
         self.crawl_id = crawl_id
+        self.reextraction = reextraction  #: every article is a re-extraction of an archived row (ARCHIVE_JOB)
         self.scraper = None  #: () -> Scrapy's scraper, which sends records down the item pipelines
         self.earlier_state = earlier_state or (lambda: None)  #: () -> EarlierRuns of earlier runs, once loaded
         self.cpu_seconds = 0.0
@@ -154,6 +178,7 @@ class DedupPipeline:
             max_pending_aliases=settings.getint("DEDUP_MAX_PENDING_ALIASES"),
             stats_collector=crawler.stats,
             earlier_state=earlier_state,
+            reextraction=settings.get("ARCHIVE_JOB") == "reextract",
         )
         pipeline.scraper = lambda: crawler.engine.scraper
         crawler.signals.connect(pipeline.flush_aliases, signal=signals.spider_idle)
@@ -176,6 +201,8 @@ class DedupPipeline:
             return await self._alias(item)
         if not isinstance(item, ArticleRecord):
             return item
+        if self.reextraction:
+            return await self._reextracted(item)
         started = time.thread_time()
         match = find_duplicate(self.index, item)
         self.cpu_seconds += time.thread_time() - started
@@ -208,6 +235,26 @@ class DedupPipeline:
                 aliases=aliases_of(item.canonical_url, [item.url, *(item.redirect_urls or [])]),
             )
             return item
+        return self._duplicate(item, match, earlier=earlier)
+
+    async def _reextracted(self, item: ArticleRecord):
+        """A re-extracted row keeps its identity; it is a duplicate when its new body is that of another article
+        archived before it, or of another article this re-extraction has already written."""
+        match = find_duplicate(self.index, item, other_article=True)
+        earlier = False
+        state = self.earlier_state()
+        if match is None and state is not None:
+            match = await asyncio.to_thread(find_reextracted_duplicate, state.archived, item)
+            earlier = match is not None
+        if match is None:
+            match = find_duplicate(self.index, item, other_article=True)
+        if match is None:
+            self.index.add(ArchivedRef(item.article_id, item.canonical_url, item.crawl_id),
+                           content_hash=item.content_hash, simhash=fingerprints.from_int64(item.simhash))
+            return item
+        return self._duplicate(item, match, earlier=earlier)
+
+    def _duplicate(self, item: ArticleRecord, match, *, earlier: bool) -> DuplicateRecord:
         kind, ref, distance = match
         if kind == "url" and fingerprints.canonicalize_url(item.url) == ref.canonical_url:
             # the original's own canonical URL, fetched after a variant of it (AMP...) was archived: the article
@@ -233,6 +280,10 @@ class DedupPipeline:
             detected_at=datetime.now(timezone.utc),
             crawl_id=self.crawl_id,
             redirect_urls=list(item.redirect_urls or []),
+            warc_filename=item.warc_filename,
+            warc_record_offset=item.warc_record_offset,
+            warc_record_length=item.warc_record_length,
+            extractor_version=item.extractor_version,
         )
 
     def close_spider(self) -> None:

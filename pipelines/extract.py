@@ -35,10 +35,17 @@ from pipelines import fingerprints, stats
 from pipelines.dates import parse_date_statement
 from pipelines.pagemeta import PageMeta, read_page_meta
 from pipelines.pagetype import classify_page, text_weight
+from pipelines.reextract import reextraction_changes
 
 logger = logging.getLogger(__name__)
 
 EXTRACTOR_VERSION = f"trafilatura/{version('trafilatura')} news-archive/{version('news-archive')}"
+
+
+def extractor_version(*, favor_precision: bool = False) -> str:
+    """What a row's ``extractor_version`` says: the versions, and the options that change the output."""
+    return EXTRACTOR_VERSION + (" favor_precision" if favor_precision else "")
+
 _LANG = re.compile(r"^([a-zA-Z]{2,3})(?:[-_].*)?$")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _TITLE_SUFFIX = re.compile(r"^(.{12,}?)\s+[|\-–—·:]\s+([^|\-–—·]{2,60})$")
@@ -291,6 +298,7 @@ class ExtractPipeline:
         self.min_chars = min_chars
         self.favor_precision = favor_precision
         self.options = build_options(favor_precision=favor_precision)
+        self.extractor_version = extractor_version(favor_precision=favor_precision)
         self.workers = workers
         self.timeout = timeout
         self.max_html_bytes = max_html_bytes
@@ -354,9 +362,17 @@ class ExtractPipeline:
                 crawl_id=self.crawl_id,
                 source_url=item.source_url,
                 redirect_urls=list(item.redirect_urls),
+                warc_filename=item.warc_filename,
+                warc_record_offset=item.warc_record_offset,
+                warc_record_length=item.warc_record_length,
+                extractor_version=self.extractor_version,
             )
         self.stats.inc(stats.ARTICLES)
-        return self.to_record(item, extraction.article)
+        record = self.to_record(item, extraction.article, extracted_at=now)
+        if item.earlier is not None:
+            for name, count in reextraction_changes(item.earlier, record).items():
+                self.stats.inc(stats.reextracted(name), count)
+        return record
 
     async def _extract_in_pool(self, item: FetchedPage, now: datetime) -> Extraction:
         future = self.pool.schedule(self.task, args=(item.html, item.url, self.min_chars, now), timeout=self.timeout)
@@ -373,10 +389,13 @@ class ExtractPipeline:
         finally:
             self.in_flight -= 1
 
-    def to_record(self, page: FetchedPage, article: ExtractedArticle) -> ArticleRecord:
-        """Add identity and crawl context to the extracted fields, field by field."""
+    def to_record(self, page: FetchedPage, article: ExtractedArticle, *, extracted_at: datetime) -> ArticleRecord:
+        """Add identity and crawl context to the extracted fields, field by field. A re-extracted page keeps the
+        identity of the row it was extracted into before (article id, version, first capture)."""
+        earlier = page.earlier
         return ArticleRecord(
-            article_id=fingerprints.article_id(article.canonical_url),
+            article_id=earlier.article_id if earlier else fingerprints.article_id(article.canonical_url),
+            version=earlier.version if earlier else 1,
             url=page.url,
             canonical_url=article.canonical_url,
             domain=fingerprints.registered_domain(article.canonical_url),
@@ -398,7 +417,7 @@ class ExtractPipeline:
             image_url=article.image_url,
             word_count=len(article.body.split()),
             fetched_at=page.fetched_at,
-            first_seen_at=page.fetched_at,
+            first_seen_at=earlier.first_seen_at if earlier else page.fetched_at,
             http_status=page.http_status,
             http_etag=page.http_etag,
             http_last_modified=page.http_last_modified,
@@ -407,8 +426,12 @@ class ExtractPipeline:
             crawl_id=self.crawl_id,
             content_hash=article.content_hash,
             simhash=fingerprints.to_int64(article.simhash),
-            extractor_version=EXTRACTOR_VERSION,
+            extractor_version=self.extractor_version,
             redirect_urls=list(page.redirect_urls),
+            warc_filename=page.warc_filename,
+            warc_record_offset=page.warc_record_offset,
+            warc_record_length=page.warc_record_length,
+            extracted_at=extracted_at,
         )
 
 

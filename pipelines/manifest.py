@@ -21,7 +21,7 @@ MANIFEST_VERSION = 1
 
 #: settings recorded in the manifest (values masked where they could hold a secret)
 RECORDED_SETTINGS = (
-    "ARCHIVE_URI", "ARCHIVE_MAX_FILE_ROWS", "ARCHIVE_MAX_FILE_BYTES", "ARCHIVE_ROW_GROUP_ROWS",
+    "ARCHIVE_JOB", "ARCHIVE_URI", "ARCHIVE_WARC_ENABLED", "ARCHIVE_MAX_FILE_ROWS", "ARCHIVE_MAX_FILE_BYTES", "ARCHIVE_ROW_GROUP_ROWS",
     "ARCHIVE_COMPRESSION", "EXTRACT_MIN_CHARS", "EXTRACT_FAVOR_PRECISION", "DEDUP_NEAR_DISTANCE",
     "CRAWL_MAX_LINK_DEPTH", "DEPTH_LIMIT", "ROBOTSTXT_OBEY", "DOWNLOAD_DELAY", "AUTOTHROTTLE_ENABLED",
     "CONCURRENT_REQUESTS", "CONCURRENT_REQUESTS_PER_DOMAIN", "DOWNLOAD_MAXSIZE", "USER_AGENT", "ALLOW_PRIVATE_NETWORKS",
@@ -68,6 +68,7 @@ def build_manifest(
     prefix_dup = stats.duplicate("")
     prefix_earlier = stats.duplicate("", earlier=True)
     prefix_refused = stats.refused("")
+    prefix_reextract = stats.reextracted("")
     counts = {
         "pages_fetched": stat_values.get("response_received_count", 0),
         "requests": stat_values.get("downloader/request_count", 0),
@@ -111,6 +112,10 @@ def build_manifest(
         "cpu_seconds": {k.rsplit("/", 1)[1].removesuffix("_seconds"): v for k, v in sorted(stat_values.items())
                         if k.startswith(f"{stats.PREFIX}/cpu/")},
         "extract_max_in_flight": stat_values.get(stats.EXTRACT_MAX_IN_FLIGHT, 0),
+        "warc_records": stat_values.get(stats.WARC_RECORDS, 0),
+        "warc_records_read": stat_values.get(stats.WARC_RECORDS_READ, 0),
+        "reextract": {k[len(prefix_reextract):]: v for k, v in sorted(stat_values.items())
+                      if k.startswith(prefix_reextract)},
     }
     return {
         "manifest_version": MANIFEST_VERSION,

@@ -33,6 +33,56 @@ class FetchedPage:
     revisit: bool = False  #: fetched again because it was archived more than CRAWL_REVISIT_AFTER_DAYS ago
     #: URLs requested before ``url``, in order (the first as linked), when the fetch was redirected
     redirect_urls: list[str] = field(default_factory=list)
+    exchange: Exchange | None = None  #: the raw request and response, until the capture step has kept them as WARC
+    warc_filename: str | None = None  #: where the capture step kept the response record (key in the archive)
+    warc_record_offset: int | None = None
+    warc_record_length: int | None = None
+    earlier: EarlierExtraction | None = None  #: re-extraction: the row this page was extracted into before
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EarlierExtraction:
+    """The article row a re-extraction replaces: its identity is kept, its fields are what the report compares."""
+
+    article_id: str
+    version: int
+    first_seen_at: datetime
+    crawl_id: str  #: the run that fetched the page
+    extractor_version: str
+    title: str | None
+    body_chars: int
+    content_hash: str
+    published_at: datetime | None
+    authors: tuple[str, ...]
+
+
+@dataclass(kw_only=True, slots=True)
+class Exchange:
+    """One request and the response to it, as the crawler saw them (what a WARC file keeps)."""
+
+    url: str  #: the URL fetched (after redirects)
+    method: str
+    request_headers: list[tuple[str, str]]  #: as sent
+    status: int
+    protocol: str = "HTTP/1.1"
+    response_headers: list[tuple[str, str]]  #: as received (before Scrapy decompressed the body)
+    body: bytes  #: as Scrapy hands it on: decompressed
+    fetched_at: datetime  #: UTC
+    ip_address: str | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class WarcFileRecord:
+    """A row of the ``warc_files`` dataset: a WARC file of raw pages, published and then committed here."""
+
+    warc_filename: str  #: key in the archive: warc/dt=YYYY-MM-DD/<crawl_id>-<seq>.warc.gz
+    cdxj_filename: str  #: its CDXJ index, beside it
+    crawl_id: str
+    records: int  #: response records (pages) in it
+    bytes: int
+    sha256: str  #: SHA-256 hex of the file
+    first_fetched_at: datetime  #: UTC
+    last_fetched_at: datetime  #: UTC
 
 
 @dataclass(kw_only=True, slots=True)
@@ -101,6 +151,10 @@ class ArticleRecord:
     extractor_version: str
     #: URLs requested before ``url``, in order (the first as linked), when the fetch was redirected
     redirect_urls: list[str] | None = field(default_factory=list)
+    warc_filename: str | None = None  #: the WARC file holding the page's response record (key in the archive)
+    warc_record_offset: int | None = None  #: where the record starts in it (bytes)
+    warc_record_length: int | None = None  #: its length (one gzip member)
+    extracted_at: datetime | None = None  #: UTC; when this extraction was made (a re-extraction: later than fetched_at)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -126,6 +180,10 @@ class DuplicateRecord:
     #: URLs requested on the way, in order (the first as linked): to ``url`` for a fetched duplicate, to the
     #: original for a link recognised at its redirect
     redirect_urls: list[str] | None = field(default_factory=list)
+    warc_filename: str | None = None  #: for a fetched duplicate: the WARC file holding its response record
+    warc_record_offset: int | None = None
+    warc_record_length: int | None = None
+    extractor_version: str | None = None  #: for a fetched duplicate: the extractor that made the body compared
 
 
 @dataclass(kw_only=True, slots=True)
@@ -143,7 +201,12 @@ class RejectRecord:
     source_url: str | None = None  #: the page, feed or sitemap the URL was found on
     #: URLs requested before ``url``, in order (the first as linked), when the request was redirected
     redirect_urls: list[str] | None = field(default_factory=list)
+    warc_filename: str | None = None  #: for a page that was fetched: the WARC file holding its response record
+    warc_record_offset: int | None = None
+    warc_record_length: int | None = None
+    extractor_version: str | None = None  #: for a page handed to extraction: the extractor that judged it
 
 
 #: dataset name -> record type
-RECORD_TYPES = {"articles": ArticleRecord, "duplicates": DuplicateRecord, "rejects": RejectRecord}
+RECORD_TYPES = {"articles": ArticleRecord, "duplicates": DuplicateRecord, "rejects": RejectRecord,
+                "warc_files": WarcFileRecord}

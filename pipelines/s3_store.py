@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 #: S3 bucket naming rules (3-63 characters, lower case, digits, dots and hyphens)
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
+#: by the key's last suffix: Parquet data files, WARC files (gzipped records), their CDXJ indexes
+CONTENT_TYPES = {"parquet": PARQUET_CONTENT_TYPE, "gz": "application/warc", "cdxj": "text/plain; charset=utf-8"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,9 +273,10 @@ class S3Store:
             else:
                 if self.abort_incomplete_uploads(full_key):
                     logger.warning("aborted an incomplete multipart upload of %s left by an earlier attempt", key)
+                content_type = CONTENT_TYPES.get(key.rsplit(".", 1)[-1], "application/octet-stream")
                 self.client.upload_file(
                     str(local_path), self.bucket, full_key, Config=self.transfer,
-                    ExtraArgs=self._extra_args(sha256=sha256, rows=rows, content_type=PARQUET_CONTENT_TYPE),
+                    ExtraArgs=self._extra_args(sha256=sha256, rows=rows, content_type=content_type),
                 )
                 self._verify(local_path, full_key, size=size, sha256=sha256)
         except (BotoCoreError, ClientError, Boto3Error) as exc:

@@ -111,6 +111,12 @@ def orphan_intents(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*" + INTENT_SUFFIX) if not p.with_name(p.name[: -len(INTENT_SUFFIX)]).exists()]
 
 
+def complete_warc_files(folder: Path) -> list[SpooledFile]:
+    """The closed WARC files in a run folder, by key (an unfinished one was deleted by ``complete_files``: the rows
+    that point into it were never closed either)."""
+    return [SpooledFile(path.relative_to(folder).as_posix(), path) for path in sorted(folder.rglob("*.warc.gz"))]
+
+
 def spooled_manifest(folder: Path) -> tuple[Path, dict] | None:
     paths = sorted((folder / MANIFEST_DIR).glob("*.json"))
     if not paths:

@@ -10,6 +10,10 @@ PAGES_EXTRACTED = f"{PREFIX}/extract/pages"
 ARTICLES = f"{PREFIX}/extract/articles"
 EXTRACT_CPU = f"{PREFIX}/cpu/extract_seconds"  #: CPU seconds spent extracting (all workers)
 DEDUP_CPU = f"{PREFIX}/cpu/dedup_seconds"
+CAPTURE_CPU = f"{PREFIX}/cpu/capture_seconds"  #: CPU seconds building and gzipping WARC records (its thread)
+WARC_RECORDS = f"{PREFIX}/warc/records"  #: pages kept as WARC response records
+WARC_WRITE_FAILED = f"{PREFIX}/warc/write_failed"  #: pages whose exchange could not be written (a full disk)
+WARC_RECORDS_READ = f"{PREFIX}/warc/records_read"  #: response records read back (re-extraction, backfill)
 ARCHIVE_CPU = f"{PREFIX}/cpu/archive_seconds"  #: Parquet writing and publishing, in the crawler's process
 UPLOAD_CPU = f"{PREFIX}/cpu/upload_seconds"  #: publishing, in the upload threads
 EXTRACT_MAX_IN_FLIGHT = f"{PREFIX}/extract/max_in_flight"
@@ -79,6 +83,12 @@ def unreachable_sites(values: dict) -> list[str]:
 def started_sites(values: dict) -> list[str]:
     """Sites with at least one start URL tried."""
     return sorted({k.split("/", 3)[3] for k in values if k.startswith(f"{PREFIX}/start/")})
+
+
+def reextracted(name: str) -> str:
+    """A re-extraction's report: rows re-extracted and what changed (``pipelines/reextract.py``),
+    ``archive/reextract/<name>``."""
+    return f"{PREFIX}/reextract/{name}"
 
 
 def rows(dataset: str) -> str:

@@ -27,7 +27,7 @@ def _schema(dataset: str, version: int, fields: list[pa.Field]) -> pa.Schema:
 
 ARTICLES = _schema(
     "articles",
-    2,
+    4,
     [
         _field("article_id", pa.string(), "Stable id: first 32 hex digits of SHA-256 of canonical_url", nullable=False),
         _field("version", pa.int32(), "1 for the first capture; higher when a revisit found a changed body", nullable=False),
@@ -63,12 +63,16 @@ ARTICLES = _schema(
         _field("simhash", pa.int64(), "64-bit SimHash of the body (trafilatura's), stored as a signed int64", nullable=False),
         _field("extractor_version", pa.string(), "Versions of the extractor and this project, e.g. trafilatura/2.3.1 news-archive/0.1.0", nullable=False),
         _field("redirect_urls", pa.list_(pa.string()), "URLs requested before url when the fetch was redirected, in order, the first as linked; empty when not redirected; null in files of schema version 1"),
+        _field("warc_filename", pa.string(), "The WARC file that holds the page's response record, as a key in the archive (warc/dt=.../<crawl_id>-<seq>.warc.gz); null when the page was not kept or in files of schema versions 1 and 2"),
+        _field("warc_record_offset", pa.int64(), "Where that record starts in the file, in bytes (one gzip member): with warc_record_length, one ranged read fetches it"),
+        _field("warc_record_length", pa.int64(), "The record's length in bytes"),
+        _field("extracted_at", UTC_TIMESTAMP, "When this extraction was made, UTC: a re-extraction (news-archive reextract) of the same capture is later; null in files of schema versions 1 to 3"),
     ],
 )
 
 DUPLICATES = _schema(
     "duplicates",
-    2,
+    4,
     [
         _field("url", pa.string(), "URL of the duplicate page (or of the link, for kind url found before fetching)", nullable=False),
         _field("canonical_url", pa.string(), "Canonical URL of the duplicate", nullable=False),
@@ -87,12 +91,16 @@ DUPLICATES = _schema(
         _field("detected_at", UTC_TIMESTAMP, "When the duplicate was recognised, UTC", nullable=False),
         _field("crawl_id", pa.string(), "Id of the run that recognised it", nullable=False),
         _field("redirect_urls", pa.list_(pa.string()), "URLs requested on the way, in order, the first as linked: to url for a fetched duplicate, to the original for a link recognised at its redirect; empty when none; null in files of schema version 1"),
+        _field("warc_filename", pa.string(), "The WARC file that holds the duplicate's response record, when it was fetched, as a key in the archive (warc/dt=.../<crawl_id>-<seq>.warc.gz); null when the page was not kept or in files of schema versions 1 and 2"),
+        _field("warc_record_offset", pa.int64(), "Where that record starts in the file, in bytes (one gzip member): with warc_record_length, one ranged read fetches it"),
+        _field("warc_record_length", pa.int64(), "The record's length in bytes"),
+        _field("extractor_version", pa.string(), "For a fetched duplicate: extractor_version of the extraction whose body was compared; null otherwise and in files of schema versions 1 to 3"),
     ],
 )
 
 REJECTS = _schema(
     "rejects",
-    2,
+    4,
     [
         _field("url", pa.string(), "URL of the page that did not become an article row", nullable=False),
         _field("domain", pa.string(), "Registered domain of url, lower case", nullable=False),
@@ -104,10 +112,30 @@ REJECTS = _schema(
         _field("crawl_id", pa.string(), "Id of the run", nullable=False),
         _field("source_url", pa.string(), "The page, feed or sitemap the URL was found on; null for start URLs and in files of schema version 1"),
         _field("redirect_urls", pa.list_(pa.string()), "URLs requested before url when the request was redirected, in order, the first as linked; empty when not redirected; null in files of schema version 1"),
+        _field("warc_filename", pa.string(), "The WARC file that holds the page's response record, when it was fetched, as a key in the archive (warc/dt=.../<crawl_id>-<seq>.warc.gz); null when the page was not kept or in files of schema versions 1 and 2"),
+        _field("warc_record_offset", pa.int64(), "Where that record starts in the file, in bytes (one gzip member): with warc_record_length, one ranged read fetches it"),
+        _field("warc_record_length", pa.int64(), "The record's length in bytes"),
+        _field("extractor_version", pa.string(), "For a page handed to extraction: extractor_version of the extractor that judged it; null for pages refused before extraction and in files of schema versions 1 to 3"),
     ],
 )
 
-DATASETS: dict[str, pa.Schema] = {"articles": ARTICLES, "duplicates": DUPLICATES, "rejects": REJECTS}
+WARC_FILES = _schema(
+    "warc_files",
+    1,
+    [
+        _field("warc_filename", pa.string(), "Key of the WARC file in the archive: warc/dt=YYYY-MM-DD/<crawl_id>-<seq>.warc.gz", nullable=False),
+        _field("cdxj_filename", pa.string(), "Key of its CDXJ index (cdxj-indexer), beside it", nullable=False),
+        _field("crawl_id", pa.string(), "Id of the run that wrote it", nullable=False),
+        _field("records", pa.int32(), "Response records (pages) in it; each has a request record beside it", nullable=False),
+        _field("bytes", pa.int64(), "Size of the file", nullable=False),
+        _field("sha256", pa.string(), "SHA-256 hex of the file", nullable=False),
+        _field("first_fetched_at", UTC_TIMESTAMP, "When its first page was fetched, UTC", nullable=False),
+        _field("last_fetched_at", UTC_TIMESTAMP, "When its last page was fetched, UTC", nullable=False),
+    ],
+)
+
+DATASETS: dict[str, pa.Schema] = {"articles": ARTICLES, "duplicates": DUPLICATES, "rejects": REJECTS,
+                                   "warc_files": WARC_FILES}
 
 
 #: Columns with a value of their own on (nearly) every row: written without dictionary encoding, which would only
@@ -115,7 +143,7 @@ DATASETS: dict[str, pa.Schema] = {"articles": ARTICLES, "duplicates": DUPLICATES
 UNIQUE_PER_ROW = frozenset({
     "article_id", "url", "canonical_url", "title", "body", "description", "image_url", "published_at_raw",
     "modified_at_raw", "http_etag", "http_last_modified", "content_hash", "simhash", "duplicate_of_id",
-    "duplicate_of_url",
+    "duplicate_of_url", "warc_record_offset", "warc_record_length", "sha256",
 })
 
 

@@ -13,7 +13,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from crawler.localsite import LocalSite
@@ -268,6 +267,93 @@ class S3Target:
     def data_keys(self, prefix: str = "") -> list[str]:
         """Keys of data files (not the tables' logs) under ``prefix``."""
         return [key for key in self.keys(prefix) if "/_delta_log/" not in key]
+
+
+@dataclass
+class ArchiveTarget:
+    """Where a test archive lives, folder or bucket: its URI, the environment a crawl needs for it, deltalake's
+    storage options, and the store (pipelines.storage) to read its files."""
+
+    uri: str
+    env: dict
+    options: dict
+    store: object
+
+    def rows(self, dataset: str) -> list[dict]:
+        table = read_delta(f"{self.uri}/{dataset}", self.options)
+        return table.to_pylist() if table is not None else []
+
+
+def archive_target(kind: str, tmp: Path, moto_server=None) -> ArchiveTarget:
+    """A fresh archive: ``kind`` folder (under ``tmp``) or s3 (a new bucket on the moto server)."""
+    from pipelines.storage import LocalStore
+
+    if kind == "folder":
+        return ArchiveTarget(str(tmp / "archive"), {}, {}, LocalStore(tmp / "archive"))
+    import uuid
+
+    import boto3
+    from s3fakes import FAKE_ENV
+
+    from pipelines.s3_store import S3Options, S3Store
+
+    bucket = f"archive-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_server.url, region_name="us-east-1",
+                 aws_access_key_id=FAKE_ENV["AWS_ACCESS_KEY_ID"],
+                 aws_secret_access_key=FAKE_ENV["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=bucket)
+    env = {**FAKE_ENV, "AWS_ENDPOINT_URL": moto_server.url}
+    target = S3Target(bucket=bucket, client=None, endpoint=moto_server.url, env=env)
+    uri = f"s3://{bucket}/news"
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)  # boto3 reads its credentials when the store's client is made
+    try:
+        store = S3Store.from_uri(uri, S3Options(endpoint_url=moto_server.url, region="us-east-1"))
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
+    return ArchiveTarget(uri, env, target.table_options(), store)
+
+
+def published_rows(path: Path) -> int:
+    """The rows a published file holds, read back as a reader would (each file whole): a Parquet file's rows, a
+    WARC file's response records (digests checked), a CDXJ index's response entries."""
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        pq.read_table(path)  # raises on a truncated or corrupt file
+        return pq.ParquetFile(path).metadata.num_rows
+    if path.name.endswith(".warc.gz"):
+        from warcio.archiveiterator import ArchiveIterator
+
+        with open(path, "rb") as source:
+            return sum(record.rec_type == "response" for record in ArchiveIterator(source, check_digests="raise"))
+    if path.name.endswith(".cdxj"):
+        entries = [json.loads(line.split(" ", 2)[2]) for line in path.read_text().splitlines()]
+        return sum("status" in entry for entry in entries)
+    raise AssertionError(f"a published file of no known kind: {path}")
+
+
+def load_duckdb_extension(connection, package: str, name: str) -> None:
+    """Load a DuckDB extension from its PyPI package (DuckDB cannot download it here), as the README says."""
+    import duckdb
+
+    module = __import__(package)
+    connection.execute(f"LOAD '{Path(module.__file__).parent / 'extensions' / f'v{duckdb.__version__}' / name}'")
+
+
+def duckdb_with_delta(target: ArchiveTarget | None = None):
+    """A DuckDB connection with the delta extension; for an archive on the moto server also httpfs and a secret."""
+    import duckdb
+
+    connection = duckdb.connect()
+    load_duckdb_extension(connection, "duckdb_extension_delta", "delta.duckdb_extension")
+    if target is not None and target.uri.startswith("s3://"):
+        load_duckdb_extension(connection, "duckdb_extension_httpfs", "httpfs.duckdb_extension")
+        connection.execute(f"""CREATE SECRET (TYPE s3, KEY_ID '{target.env['AWS_ACCESS_KEY_ID']}',
+            SECRET '{target.env['AWS_SECRET_ACCESS_KEY']}',
+            ENDPOINT '{target.env['AWS_ENDPOINT_URL'].removeprefix('http://')}',
+            URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')""")
+    return connection
 
 
 def read_delta(uri: str, storage_options: dict | None = None):

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import CrawlResult, RunningCrawl, crawl_command, crawl_env, in_ci, run_crawl, wait_until
+from conftest import (CrawlResult, RunningCrawl, crawl_command, crawl_env, in_ci, published_rows, run_crawl,
+                      wait_until)
 from crawler.localsite import LocalSite
 from faults import InjectedFault, faulty_write
 from newssite import REFERENCE_PATH, START_PATHS, build_news_site
@@ -34,17 +35,19 @@ TESTS = Path(__file__).resolve().parent
 
 
 def published_files(archive: Path) -> list[Path]:
-    """Every file under a final name a reader looks at (hidden staging names and the spool excluded)."""
-    return [p for p in archive.rglob("*.parquet") if "_spool" not in p.parts and not p.name.startswith(".")]
+    """Every file under a final name a reader looks at (hidden staging names and the spool excluded): data files,
+    WARC files and their indexes."""
+    return [p for pattern in ("*.parquet", "*.warc.gz", "*.cdxj") for p in archive.rglob(pattern)
+            if "_spool" not in p.parts and not p.name.startswith(".")]
 
 
 def assert_published_files_whole(archive: Path) -> None:
     for path in published_files(archive):
-        pq.read_table(path)  # raises on a truncated or corrupt file
+        published_rows(path)  # raises on a truncated or corrupt file
     for manifest in (json.loads(p.read_text()) for p in (archive / "runs").glob("*.json")):
         for entry in manifest.get("files", []):
             path = archive / entry["key"]
-            assert path.stat().st_size == entry["bytes"] and pq.ParquetFile(path).metadata.num_rows == entry["rows"]
+            assert path.stat().st_size == entry["bytes"] and published_rows(path) == entry["rows"], entry
 
 
 # --- an exception while a file is written: core ---------------------------------------------------------------
@@ -121,7 +124,8 @@ def test_archive_pipeline_fails_the_run_with_one_line_and_publishes_no_partial_f
     failure = pipeline.stats.values()["archive/failure"]
     assert "\n" not in failure and "InjectedFault" in failure
     archive = tmp_path / "archive"
-    rows = [row["title"] for path in sorted(published_files(archive)) for row in pq.read_table(path).to_pylist()]
+    rows = [row["title"] for path in sorted(published_files(archive)) if path.suffix == ".parquet"
+            for row in pq.read_table(path).to_pylist()]
     assert rows == ["Story 1", "Story 2", "Story 3", "Story 6", "Story 7"]
     assert_published_files_whole(archive)
     assert not [p for p in (archive / "_spool").rglob("*") if p.is_file()], "nothing left half-written in the spool"

@@ -159,7 +159,9 @@ def test_manifest_counts_equal_the_rows(news_crawl):
     assert counts["pages_fetched"] >= len(articles) + len(duplicates) + len(rejects) - counts["duplicates"]["url"]
     assert {row["crawl_id"] for row in articles + duplicates + rejects} == {manifest["crawl_id"]}
     published = {f["key"]: f for f in manifest["files"]}
-    on_disk = {str(p.relative_to(result.archive)) for p in result.archive.glob("*/dt=*/*.parquet")}
+    on_disk = {str(p.relative_to(result.archive)) for pattern in ("*/dt=*/*.parquet", "warc/dt=*/*.warc.gz",
+                                                                  "warc/dt=*/*.cdxj")
+               for p in result.archive.glob(pattern)}
     assert set(published) == on_disk
     import hashlib
 
@@ -178,16 +180,17 @@ def test_archive_layout_and_nothing_half_written(news_crawl):
         if path.is_file():
             relative = path.relative_to(result.archive).as_posix()
             assert not path.name.startswith(".") and not path.name.endswith((".inprogress", ".tmp")), relative
-            assert relative.startswith(("articles/dt=", "duplicates/dt=", "rejects/dt=", "articles/_delta_log/",
-                                        "duplicates/_delta_log/", "rejects/_delta_log/", "runs/", "state/")), relative
+            assert relative.startswith(("articles/dt=", "duplicates/dt=", "rejects/dt=", "warc_files/dt=", "warc/dt=",
+                                        "articles/_delta_log/", "duplicates/_delta_log/", "rejects/_delta_log/",
+                                        "warc_files/_delta_log/", "runs/", "state/")), relative
             if relative.endswith(".parquet"):
                 assert path.name.startswith(crawl_id + "-")
     import pyarrow.parquet as pq
     from deltalake import DeltaTable
 
-    from schemas import ARTICLES
+    from schemas import ARTICLES, schema_version
 
-    for dataset in ("articles", "duplicates", "rejects"):  # every data file is committed, and only those
+    for dataset in ("articles", "duplicates", "rejects", "warc_files"):  # every data file is committed, only those
         table = DeltaTable(str(result.archive / dataset))
         committed = {f"{dataset}/{entry['path']}" for entry in pa.table(table.get_add_actions(flatten=True)).to_pylist()}
         assert committed == {p.relative_to(result.archive).as_posix() for p in result.archive.glob(f"{dataset}/dt=*/*")}
@@ -196,4 +199,4 @@ def test_archive_layout_and_nothing_half_written(news_crawl):
         metadata = pq.ParquetFile(path).metadata
         assert metadata.row_group(0).column(0).compression == "ZSTD"
         assert pq.read_schema(path).equals(ARTICLES, check_metadata=False)
-        assert pq.read_schema(path).metadata[b"news_archive.schema_version"] == b"2"
+        assert pq.read_schema(path).metadata[b"news_archive.schema_version"] == str(schema_version(ARTICLES)).encode()

@@ -186,8 +186,9 @@ def hostile_site():
 def assert_archive_layout(keys: list[str]) -> None:
     """Only the layout the README documents, under one crawl id."""
     crawl_id = r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}"
-    layout = re.compile(rf"((articles|duplicates|rejects)/dt=[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}/{crawl_id}-[0-9]{{5}}\.parquet"
-                        rf"|(articles|duplicates|rejects)/_delta_log/[0-9]{{20}}\.json"
+    layout = re.compile(rf"((articles|duplicates|rejects|warc_files)/dt=[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}/{crawl_id}-[0-9]{{5}}\.parquet"
+                        rf"|warc/dt=[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}/{crawl_id}-[0-9]{{5}}\.(warc\.gz|cdxj)"
+                        rf"|(articles|duplicates|rejects|warc_files)/_delta_log/[0-9]{{20}}\.json"
                         rf"|runs/{crawl_id}\.json|state/discovery/{crawl_id}\.json)")
     assert keys and [k for k in keys if not layout.fullmatch(k)] == []
 

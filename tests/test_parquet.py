@@ -177,7 +177,8 @@ def test_a_file_of_another_schema_is_refused(tmp_path, change):
 
 
 def test_a_file_an_older_release_wrote_with_fewer_nullable_columns_is_the_datasets(tmp_path):
-    older = rows_to_table([dataclasses.asdict(article(1))], ARTICLES).drop_columns(["redirect_urls"])
+    table = rows_to_table([dataclasses.asdict(article(1))], ARTICLES)
+    older = table.select(table.column_names[:table.column_names.index("redirect_urls")])
     path = tmp_path / "older.parquet"
     pq.write_table(older, path)
     check_file_schema(path, ARTICLES)  # schema version 1: no redirect_urls, which is nullable

@@ -4,14 +4,13 @@ through deltalake's dataset, on a folder and on S3 (the moto server)."""
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
-import duckdb
 import polars as pl
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
+from conftest import ArchiveTarget, duckdb_with_delta
 from pipelines.parquet import record_to_row, rows_to_table
 from pipelines.storage import LocalStore, file_sha256
 from pipelines.table import DatasetTable, table_file
@@ -19,26 +18,9 @@ from records import FETCHED, article
 from schemas import ARTICLES
 
 
-def load(connection, package: str, name: str) -> None:
-    """Load a DuckDB extension from its PyPI package (DuckDB cannot download it here)."""
-    module = __import__(package)
-    connection.execute(f"LOAD '{Path(module.__file__).parent / 'extensions' / f'v{duckdb.__version__}' / name}'")
-
-
-def duckdb_with_delta():
-    connection = duckdb.connect()
-    load(connection, "duckdb_extension_delta", "delta.duckdb_extension")
-    return connection
-
-
 def duckdb_on_s3(s3):
     """DuckDB with delta and httpfs, and a secret for the moto server."""
-    connection = duckdb_with_delta()
-    load(connection, "duckdb_extension_httpfs", "httpfs.duckdb_extension")
-    connection.execute(f"""CREATE SECRET (TYPE s3, KEY_ID '{s3.env['AWS_ACCESS_KEY_ID']}',
-        SECRET '{s3.env['AWS_SECRET_ACCESS_KEY']}', ENDPOINT '{s3.endpoint.removeprefix('http://')}',
-        URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')""")
-    return connection
+    return duckdb_with_delta(ArchiveTarget(f"s3://{s3.bucket}", s3.env, s3.table_options(), None))
 
 
 @pytest.fixture(params=["folder", "s3"])

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import threading
-from pathlib import Path
+from collections import Counter
 
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import RunningCrawl, crawl_command, crawl_env, run_crawl, wait_until
@@ -35,7 +33,10 @@ def manifest(s3, prefix: str) -> dict:
 
 
 #: columns that differ between two runs by nature
-RUN_COLUMNS = {"dt", "crawl_id", "fetched_at", "first_seen_at", "detected_at", "duplicate_of_crawl_id", "source_url"}
+RUN_COLUMNS = {"dt", "crawl_id", "fetched_at", "first_seen_at", "detected_at", "duplicate_of_crawl_id", "source_url",
+               "extracted_at",
+               # where a run's WARC records are: its own files (tests/test_warc.py reads them back on both)
+               "warc_filename", "warc_record_offset", "warc_record_length"}
 
 
 def comparable(rows: list[dict]) -> list[tuple]:
@@ -144,9 +145,13 @@ def test_outage_loses_no_row_and_the_next_run_uploads_the_spool(s3, news_site, t
         spooled = sorted(p.relative_to(spool).as_posix() for p in spool.rglob("*") if p.is_file() and p.name != ".lock")
         crawl_id = spooled[0].split("/")[0]
         assert any(p.endswith(f"runs/{crawl_id}.json") for p in spooled)
-        assert sum(p.endswith(".parquet") for p in spooled) == 3
+        # a data file per table (articles, duplicates, rejects, warc_files), the WARC file and its index
+        assert Counter(p.rsplit(".", 2)[-1] if p.endswith(".warc.gz") else p.rsplit(".", 1)[-1] for p in spooled
+                       if not p.endswith(".json")) == {"parquet": 4, "gz": 1, "cdxj": 1}
         spooled_manifest = json.loads((spool / crawl_id / "runs" / f"{crawl_id}.json").read_text())
-        assert spooled_manifest["status"] == "failed" and len(spooled_manifest["spooled_files"]) == 3
+        assert spooled_manifest["status"] == "failed"
+        assert Counter(e["dataset"] for e in spooled_manifest["spooled_files"]) == {
+            "articles": 1, "duplicates": 1, "rejects": 1, "warc_files": 1, "warc": 1}
         proxy.clear_faults()  # the store is back
         second = run_crawl(tmp_path / "unused", [site.base_url + "/about/"], env=env, settings=settings)
     finally:

@@ -9,6 +9,7 @@ import re
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+from conftest import duckdb_with_delta
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -242,6 +243,7 @@ A1 = _article(
     published_at=_utc(2026, 11, 24, 7, 30), published_date=date(2026, 11, 24),
     raw="2026-11-24T08:30:00+01:00", source="jsonld",
 )
+A1.update(warc_filename="warc/dt=2026-11-24/x-00001.warc.gz", warc_record_offset=375, warc_record_length=3945)
 A2 = _article(
     "https://www.example.com/business/2026/11/24/central-bank-holds-rates",
     title="Central bank holds rates", authors=["Jane Doe"],
@@ -368,6 +370,8 @@ EXPECTED = {
         ("near", 2, D2["url"], True, A1["canonical_url"], A1["title"], 2),
     ],
     "near-duplicate pairs among archived articles (SimHash distance <= 7)": [_pair(A1, A4, 3)],
+    "where the raw page of each article is (one ranged read of these bytes is its WARC record)": [
+        (A1["canonical_url"], "warc/dt=2026-11-24/x-00001.warc.gz", 375, 3945)],
     "rejected pages by reason": [("not_article", 1)],
     "the latest run, from its manifest": [
         ("y", "failed", _utc(2026, 11, 25, 6, 0), _utc(2026, 11, 25, 6, 3), 2, 0, 0, 1)
@@ -375,18 +379,6 @@ EXPECTED = {
     "captures of complete runs only": [(3,)],
     "the articles table as it was at version 0 (time travel)": [(3,)],
 }
-
-
-def duckdb_with_delta():
-    """A DuckDB connection with the delta extension loaded from its PyPI package (DuckDB cannot download it
-    here), as the README says to do offline."""
-    import duckdb_extension_delta
-
-    connection = duckdb.connect()
-    extension = (Path(duckdb_extension_delta.__file__).parent / "extensions" / f"v{duckdb.__version__}"
-                 / "delta.duckdb_extension")
-    connection.execute(f"LOAD '{extension}'")
-    return connection
 
 
 def _duckdb_queries(readme: str) -> dict[str, str]:

@@ -13,11 +13,11 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from conftest import REPO, CrawlResult, crawl_command, crawl_env, run_crawl
+from conftest import REPO, CrawlResult, crawl_command, crawl_env, published_rows, run_crawl
+from schemas import DATASETS
 from crawler.localsite import LocalSite
 from newssite import START_PATHS, build_news_site
 from pipelines.fingerprints import canonicalize_url
@@ -172,7 +172,7 @@ def test_two_runs_at_once_lose_nothing_of_each_other(tmp_path):
         for entry in manifest["files"]:
             path = archive / entry["key"]
             assert path.stat().st_size == entry["bytes"]
-            assert pq.ParquetFile(path).metadata.num_rows == entry["rows"]
+            assert published_rows(path) == entry["rows"]
     before = Counter(site.requests)
     third = crawl(site, archive, tmp_path)
     assert third.returncode == 0, third.stderr[-3000:]
@@ -233,7 +233,7 @@ def test_state_snapshot_is_written_and_used_by_the_next_run(tmp_path):
     covered = json.loads(snapshot.read_text())
     assert covered["rows"] == len(first.rows("articles")) and len(covered["files"]) >= 4
     # the snapshot names the table versions it covers: the tables as the run left them
-    assert covered["table_versions"] == {d: DeltaTable(str(archive / d)).version() for d in ("articles", "duplicates", "rejects")}
+    assert covered["table_versions"] == {d: DeltaTable(str(archive / d)).version() for d in DATASETS}
     assert sorted(covered["files"]) == sorted(
         f"articles/{p}" for p in DeltaTable(str(archive / "articles")).get_add_actions(flatten=True).column("path").to_pylist())
     second = crawl(site, archive, tmp_path, **settings)

@@ -31,11 +31,16 @@ EXIT_PARTIAL = 3  #: stopped before the end (a signal); what was complete is pub
 EXIT_UNREACHABLE = 4  #: no site could be reached: every start URL failed (DNS, connection, timeout, 5xx)
 
 
-def check_before_crawl(settings, spider_args: dict) -> None:
+def check_before_crawl(settings, spider_args: dict, *, spider: str = "news") -> None:
     """Refuse bad arguments and an unusable archive with one line, before anything is fetched."""
     from crawler.spiders.news import sites_from_args
+    from crawler.spiders.reextract import selection_from_args
 
-    sites_from_args(spider_args.get("start_urls"), spider_args.get("sites"))
+    if spider == "news":
+        sites_from_args(spider_args.get("start_urls"), spider_args.get("sites"))
+    else:
+        selection_from_args(spider_args.get("since"), spider_args.get("until"), spider_args.get("domains"),
+                            spider_args.get("extractor_version"))
     AddressPolicy.from_settings(settings)  # ALLOW_PRIVATE_NETWORKS, CRAWL_ALLOWED_NETWORKS
     check_frontier_dir(settings)
     if settings.get("ARCHIVE_CRAWL_ID"):
@@ -43,14 +48,33 @@ def check_before_crawl(settings, spider_args: dict) -> None:
     check_tables(open_store(settings))  # a table that cannot take this release's schema is refused here
 
 
+def reextract_report(values: dict) -> str:
+    """What a re-extraction changed, from its stats (the manifest's ``counts.reextract`` holds the same)."""
+    def count(name: str) -> int:
+        return values.get(stats.reextracted(name), 0)
+
+    rows = count("rows")
+    duplicates = sum(v for k, v in values.items() if k.startswith(stats.duplicate("", earlier=True))
+                     or k.startswith(stats.duplicate("")))
+    rejected = sum(v for k, v in values.items() if k.startswith(stats.dropped("")))
+    return "\n".join([
+        f"re-extracted: {values.get(stats.WARC_RECORDS_READ, 0)} records read, {rows} new article rows, "
+        f"{duplicates} now duplicates of another article, {rejected} not articles or unreadable",
+        f"  body changed in {count('body_changed')} rows (+{count('body_chars_added')} / "
+        f"-{count('body_chars_removed')} characters in all)",
+        f"  title changed in {count('title_changed')}, publication time in {count('published_at_changed')}, "
+        f"authors in {count('authors_changed')}; {count('unchanged')} rows unchanged",
+    ])
+
+
 class Command(ScrapyCrawlCommand):
     def run(self, args, opts):
         if len(args) < 1:
             return super().run(args, opts)
         redaction.install(self.settings)
-        if args[0] == "news":
+        if args[0] in ("news", "reextract"):
             try:
-                check_before_crawl(self.settings, opts.spargs)
+                check_before_crawl(self.settings, opts.spargs, spider=args[0])
             except ArchiveError as exc:
                 print(f"news-archive: {exc}", file=sys.stderr)
                 self.exitcode = EXIT_REFUSED
@@ -61,8 +85,10 @@ class Command(ScrapyCrawlCommand):
         if self.crawler_process.bootstrap_failed or getattr(self.crawler_process, "has_exception", False):
             self.exitcode = EXIT_FAILED
             return
-        if args[0] != "news":
+        if args[0] not in ("news", "reextract"):
             return
+        if args[0] == "reextract" and crawler.stats:
+            print(reextract_report(crawler.stats.get_stats()))
         status = crawler.stats.get_value(stats.STATUS) if crawler.stats else None
         unreachable = crawler.stats.get_value(stats.UNREACHABLE_SITES) if crawler.stats else None
         for site in unreachable or []:

@@ -27,12 +27,13 @@ from scrapy.linkextractors import LinkExtractor
 from crawler import documents
 from crawler import meta as request_meta
 from crawler.failures import classify_failure, is_unreachable
-from pipelines.records import DiscoveredDocument, FetchedPage, RejectRecord
+from crawler.received import RECEIVED_HEADERS, header_pairs
 from crawler.sites import Site, load_sites_file, sites_from_start_urls
 from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.fingerprints import canonicalize_url, registered_domain
 from pipelines.pagetype import url_shape
+from pipelines.records import DiscoveredDocument, Exchange, FetchedPage, RejectRecord
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class NewsSpider(scrapy.Spider):
                                       restrict_xpaths=f"({_LINKS_XPATH})[position() <= {spider.max_links}]")
         spider.crawl_id = crawler.settings["ARCHIVE_CRAWL_ID"]
         spider.xml_max_size = crawler.settings.getint("DOWNLOAD_MAXSIZE")
+        spider.capture = crawler.settings.getbool("ARCHIVE_WARC_ENABLED")
         if not crawler.settings.get("CRAWL_CONTACT"):
             logger.warning("CRAWL_CONTACT is not set: site owners cannot reach you; set it to a URL or e-mail")
         return spider
@@ -252,6 +254,7 @@ class NewsSpider(scrapy.Spider):
 
     def _page(self, response, via: str) -> FetchedPage:
         return FetchedPage(
+            exchange=self._exchange(response) if self.capture else None,
             url=response.url,
             request_url=response.request.url if response.request else response.url,
             canonical_url=canonicalize_url(response.url),
@@ -265,6 +268,22 @@ class NewsSpider(scrapy.Spider):
             http_last_modified=_header(response, b"Last-Modified"),
             revisit=bool(response.meta.get("revisit")),
             redirect_urls=list(response.meta.get("redirect_urls", [])),
+        )
+
+    @staticmethod
+    def _exchange(response) -> Exchange:
+        """The request as sent and the response as received (headers before decompression), for raw capture."""
+        request = response.request
+        return Exchange(
+            url=response.url,
+            method=request.method if request is not None else "GET",
+            request_headers=header_pairs(request.headers) if request is not None else [],
+            status=response.status,
+            protocol=response.protocol or "HTTP/1.1",
+            response_headers=response.meta.get(RECEIVED_HEADERS) or header_pairs(response.headers),
+            body=response.body,
+            fetched_at=datetime.now(timezone.utc),
+            ip_address=str(response.ip_address) if response.ip_address is not None else None,
         )
 
     def _follow_links(self, response, depth: int):

@@ -1,0 +1,116 @@
+"""Raw capture: every page handed to extraction kept as WARC, valid, indexed, and each row's page one ranged read away."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
+import pytest
+from warcio.archiveiterator import ArchiveIterator
+
+from conftest import archive_target, run_crawl
+from newssite import START_PATHS
+from pipelines.warc import read_record
+
+pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
+
+
+@pytest.fixture(scope="module", params=["folder", "s3"])
+def captured(request, news_site, tmp_path_factory):
+    """One crawl of the news site with raw capture on (the default), into a folder or a moto bucket: (site,
+    store, rows per dataset, local copies of the WARC files)."""
+    site, spec = news_site
+    tmp = tmp_path_factory.mktemp(f"warc-{request.param}")
+    target = archive_target(request.param, tmp, request.getfixturevalue("moto_server") if request.param == "s3"
+                            else None)
+    result = run_crawl(tmp / "unused", [site.base_url + p for p in START_PATHS],
+                       settings={"ARCHIVE_URI": target.uri, "ARCHIVE_SPOOL_DIR": str(tmp / "spool")},
+                       env={**target.env, "XDG_CACHE_HOME": str(tmp / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {d: target.rows(d) for d in ("articles", "duplicates", "rejects", "warc_files")}
+    copies = {}
+    for entry in rows["warc_files"]:
+        local = tmp / entry["warc_filename"].replace("/", "_")
+        with target.store.open_input(entry["warc_filename"]) as source:
+            local.write_bytes(source.read())
+        copies[entry["warc_filename"]] = local
+    return site, spec, target.store, rows, copies
+
+
+def test_every_warc_file_is_valid_warc_with_linked_request_and_response_records(captured):
+    _, _, _, rows, copies = captured
+    assert copies, "the run wrote WARC files"
+    for key, path in copies.items():
+        check = subprocess.run([sys.executable, "-m", "warcio.cli", "check", "-v", str(path)], capture_output=True,
+                               text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+        with open(path, "rb") as source:
+            records = [(r.rec_type, r.rec_headers, r.content_stream().read())
+                       for r in ArchiveIterator(source, check_digests="raise")]
+        assert records[0][0] == "warcinfo" and b"news-archive" in records[0][2]
+        responses = {h.get_header("WARC-Record-ID"): h for kind, h, _ in records if kind == "response"}
+        requests = [h for kind, h, _ in records if kind == "request"]
+        assert len(responses) == len(requests) == next(e["records"] for e in rows["warc_files"] if e["warc_filename"] == key)
+        for request in requests:
+            response = responses[request.get_header("WARC-Concurrent-To")]
+            assert response.get_header("WARC-Target-URI") == request.get_header("WARC-Target-URI")
+        for _, headers, _ in records[1:]:
+            assert headers.get_header("WARC-Block-Digest", "").startswith("sha1:")
+        assert all(h.get_header("WARC-Payload-Digest") for h in responses.values())
+
+
+def test_each_record_is_its_own_gzip_member_and_the_cdxj_index_points_at_them(captured):
+    _, _, store, rows, copies = captured
+    for key, path in copies.items():
+        data = path.read_bytes()
+        with open(path, "rb") as source:
+            iterator = ArchiveIterator(source)
+            spans = [(iterator.get_record_offset(), iterator.get_record_length()) for _ in iterator]
+        assert spans[0][0] == 0 and sum(length for _, length in spans) == len(data), "members end to end"
+        for offset, length in spans:
+            assert gzip.decompress(data[offset:offset + length]).startswith(b"WARC/1.1\r\n")
+        with store.open_input(key.removesuffix(".warc.gz") + ".cdxj") as source:
+            index = [line.split(b" ", 2) for line in source.read().splitlines()]
+        import json
+
+        entries = {int(json.loads(fields[2])["offset"]): json.loads(fields[2]) for fields in index}
+        responses = [(o, n) for o, n in spans[1::2]]  # a response record, then its request record
+        assert sorted(entries) == sorted(o for o, _ in responses)
+        assert all(entry["filename"] == key and int(entry["length"]) == dict(responses)[int(entry["offset"])]
+                   for entry in entries.values())
+
+
+def test_every_article_row_reads_back_the_page_it_was_extracted_from_in_one_ranged_read(captured):
+    site, spec, store, rows, _ = captured
+    assert rows["articles"]
+    for row in rows["articles"]:
+        page = read_record(store, row["warc_filename"], row["warc_record_offset"], row["warc_record_length"])
+        assert page.url == row["url"] and page.status == row["http_status"] == 200
+        path = urlsplit(row["url"]).path + (f"?{urlsplit(row['url']).query}" if urlsplit(row["url"]).query else "")
+        assert page.body == site.pages[path].body, "the body bytes the server sent"
+        headers = dict(page.headers)
+        assert headers["Content-Length"] == str(len(page.body))
+
+
+def test_fetched_duplicates_and_fetched_rejects_point_to_their_pages_too(captured):
+    site, _, store, rows, _ = captured
+    fetched_duplicates = [row for row in rows["duplicates"] if row["fetched"]]
+    assert fetched_duplicates and all(row["warc_filename"] for row in fetched_duplicates)
+    for row in fetched_duplicates:
+        assert read_record(store, row["warc_filename"], row["warc_record_offset"], row["warc_record_length"]).url == row["url"]
+    not_articles = [row for row in rows["rejects"] if row["reason"] == "not_article"]
+    assert not_articles and all(row["warc_filename"] for row in not_articles)
+    never_fetched = [row for row in rows["rejects"] if row["reason"] in ("robots_disallowed", "http_error")]
+    assert never_fetched and all(row["warc_filename"] is None for row in never_fetched), \
+        "a request that got no page to extract has no record"
+    import json
+
+    [manifest_key] = [k for k in store.list("runs/") if k.endswith(".json")]
+    manifest = json.loads(store.get_bytes(manifest_key))
+    assert sum(entry["records"] for entry in rows["warc_files"]) == manifest["counts"]["pages_extracted"], \
+        "one response record per page handed to extraction"
+    pointers = [(r["warc_filename"], r["warc_record_offset"]) for d in ("articles", "duplicates", "rejects")
+                for r in rows[d] if r["warc_filename"]]
+    assert len(pointers) == len(set(pointers)), "no two rows point to one record"
