@@ -7,6 +7,9 @@
     news-archive convert [ARCHIVE_URI]                              turn an older release's archive into tables
     news-archive reextract [ARCHIVE_URI] [--since DAY] [--until DAY] [--domain D] [--extractor-version V]
                                                                     extract the archive's WARC records again
+    news-archive backfill [SOURCE ...] [--cc-news YYYY/MM] (--sites FILE | --start-urls URL,...)
+                          [--since DAY] [--until DAY] [--archive ARCHIVE_URI]
+                                                                    archive the sites' pages from WARC files
 
 Settings come from ``crawler/settings.py`` and the environment as for a crawl (``ARCHIVE_URI``, ``ARCHIVE_S3_*``,
 boto3's credentials); ``-s NAME=VALUE`` overrides one. Exit codes: 0 done, 1 a step failed (the reason on stderr),
@@ -68,6 +71,22 @@ def _parser() -> argparse.ArgumentParser:
     reextract.add_argument("--favor-precision", action="store_true", help="extract with EXTRACT_FAVOR_PRECISION")
     reextract.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE",
                            help="override a setting")
+    backfill = commands.add_parser(
+        "backfill", help="archive the sites' pages from WARC files of other crawls (CC-NEWS or any)",
+        description="Read WARC files (local paths, s3:// URIs, http(s) URLs, or a CC-NEWS month) as streams and "
+                    "archive the records of the sites, as a crawl would; a rerun goes on where a stopped one ended.")
+    backfill.add_argument("sources", nargs="*", metavar="SOURCE", help="WARC file or folder, s3:// URI or http(s) URL")
+    backfill.add_argument("--cc-news", metavar="YYYY/MM", help="the CC-NEWS files of this month (BACKFILL_CC_NEWS_BASE)")
+    backfill.add_argument("--archive", metavar="ARCHIVE_URI", help="folder, file:// or s3:// URI (default: ARCHIVE_URI)")
+    which = backfill.add_mutually_exclusive_group(required=True)
+    which.add_argument("--sites", metavar="FILE", help="the sites file whose hosts' records are kept")
+    which.add_argument("--start-urls", metavar="URL,...", help="the sites, by their start URLs")
+    backfill.add_argument("--since", metavar="YYYY-MM-DD",
+                          help="only records fetched, then articles published, on or after this day")
+    backfill.add_argument("--until", metavar="YYYY-MM-DD",
+                          help="only records fetched, then articles published, on or before this day")
+    backfill.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+                          help="override a setting")
     compact = commands.choices["compact"]
     compact.add_argument("--target-bytes", type=int, help="size of the files written (ARCHIVE_COMPACT_TARGET_BYTES)")
     compact.add_argument("--closed-after-days", type=int,
@@ -89,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "reextract":
         return _reextract(args)
+    if args.command == "backfill":
+        return _backfill(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s")
     try:
         settings = _settings(args.archive_uri, args.settings)
@@ -126,6 +147,29 @@ def _reextract(args) -> int:
         crawl += ["-s", f"ARCHIVE_URI={args.archive_uri}"]
     if args.favor_precision:
         crawl += ["-s", "EXTRACT_FAVOR_PRECISION=True"]
+    for override in args.settings:
+        crawl += ["-s", override]
+    execute(crawl)  # exits with the run's own exit code
+    return 0
+
+
+def _backfill(args) -> int:
+    """``scrapy crawl backfill`` with the command's options as its arguments and settings (its exit codes)."""
+    os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
+    from scrapy.cmdline import execute
+
+    sources = [source if "://" in source else os.path.abspath(source) for source in args.sources]
+    crawl = ["scrapy", "crawl", "backfill"]
+    for name, value in (("sources", ",".join(sources)), ("cc_news", args.cc_news), ("sites", args.sites),
+                        ("start_urls", args.start_urls), ("since", args.since), ("until", args.until)):
+        if value:
+            crawl += ["-a", f"{name}={value}"]
+    if args.archive:
+        crawl += ["-s", f"ARCHIVE_URI={args.archive}"]
+    if args.since:
+        crawl += ["-s", f"EXTRACT_PUBLISHED_SINCE={args.since}"]
+    if args.until:
+        crawl += ["-s", f"EXTRACT_PUBLISHED_UNTIL={args.until}"]
     for override in args.settings:
         crawl += ["-s", override]
     execute(crawl)  # exits with the run's own exit code

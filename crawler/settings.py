@@ -61,9 +61,12 @@ DEDUP_NEAR_WINDOW_DAYS = 30  # near-duplicates are searched among articles fetch
 ARCHIVE_WARC_ENABLED = True  # every page handed to extraction kept as WARC/1.1 under <archive>/warc/
 ARCHIVE_WARC_MAX_FILE_BYTES = 2**30  # a WARC file is rolled at this size (1 GiB, as Common Crawl does)
 
-# --- re-extraction (news-archive reextract) ----------------------------------------------------------------------
-ARCHIVE_JOB = "crawl"  # what the run is (crawl, reextract), set by its spider; in the manifest
-REEXTRACT_MAX_IN_FLIGHT = 32  # records read back and not yet written, at most (memory stays flat)
+# --- re-extraction and backfill (news-archive reextract, news-archive backfill) -----------------------------------
+ARCHIVE_JOB = "crawl"  # what the run is (crawl, reextract, backfill), set by its spider; in the manifest
+WARC_MAX_IN_FLIGHT = 32  # WARC records read and not yet written, at most (memory stays flat)
+BACKFILL_CC_NEWS_BASE = "https://data.commoncrawl.org/"  # where --cc-news finds crawl-data/CC-NEWS/ (or s3://commoncrawl/)
+EXTRACT_PUBLISHED_SINCE = ""  # YYYY-MM-DD: an article published (as it states) before this day is a reject
+EXTRACT_PUBLISHED_UNTIL = ""  # YYYY-MM-DD: ... after this day
 
 # --- tables: compaction and vacuum (news-archive compact) ----------------------------------------------------
 ARCHIVE_COMPACT_TARGET_BYTES = 128 * 2**20  # compaction writes files of about this size

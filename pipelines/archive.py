@@ -504,6 +504,9 @@ class ArchivePipeline:
         self._collect()
         self.stats.set(stats.ARCHIVE_CPU, round(self.cpu_seconds, 3))
         self.stats.set(stats.UPLOAD_CPU, round(self.upload_cpu_seconds, 3))
+        unread = self.stats.values().get(stats.BACKFILL_SOURCES_FAILED, 0)
+        if unread:  # a backfill that could not read all its WARC files has not done its job
+            self._fail(f"backfill: {unread} WARC source(s) could not be read (see the log); a rerun reads them")
         uncaptured = self.stats.values().get(stats.WARC_WRITE_FAILED, 0)
         if uncaptured:  # archived without their raw page: the archive is not what the settings ask for
             self._fail(f"raw capture: {uncaptured} page(s) could not be written as WARC (see the log); their rows "

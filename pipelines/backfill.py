@@ -175,19 +175,19 @@ def gzip_members(read: Callable[[int], bytes], *, max_bytes: int, chunk: int = 2
                 break
 
 
-def records(read: Callable[[int], bytes], *, keep: Callable[[str], bool], max_bytes: int,
+def records(read: Callable[[int], bytes], *, keep: Callable[[str], bool], max_bytes: int, chunk: int = 2**20,
             since: date | None = None, until: date | None = None,
             skip: Callable[[int], bool] = lambda offset: False) -> Iterator[SourceRecord | BadRecord | SkippedRecord]:
     """Every record of the stream, as one outcome each (see the module's doc). ``keep(url)``: whether the URL is
     one of the sites'; ``since``/``until``: the WARC-Date's day range (both included); ``skip(offset)``: a
     record already done (a resumed backfill), passed over without being parsed."""
-    for offset, length, data, error in gzip_members(read, max_bytes=max_bytes):
+    for offset, length, data, error in gzip_members(read, max_bytes=max_bytes, chunk=chunk):
+        if skip(offset):  # (a bad record already recorded too)
+            continue
         if error is not None:
             detail = {"truncated": "the file ends inside this record", "gzip_error": "not a gzip member that inflates",
                       "too_large": f"the record inflates to over {max_bytes} bytes"}[error]
             yield BadRecord(offset, length, error, detail)
-            continue
-        if skip(offset):
             continue
         yield parse_member(data, offset, length, keep=keep, since=since, until=until)
 

@@ -151,9 +151,11 @@ class DedupPipeline:
         stats_collector=None,
         earlier_state=None,
         reextraction: bool = False,
+        backfill: bool = False,
     ):
         self.crawl_id = crawl_id
         self.reextraction = reextraction  #: every article is a re-extraction of an archived row (ARCHIVE_JOB)
+        self.backfill = backfill  #: pages of other crawls: an archived article met again is a duplicate, no revisit
         self.scraper = None  #: () -> Scrapy's scraper, which sends records down the item pipelines
         self.earlier_state = earlier_state or (lambda: None)  #: () -> EarlierRuns of earlier runs, once loaded
         self.cpu_seconds = 0.0
@@ -179,6 +181,7 @@ class DedupPipeline:
             stats_collector=crawler.stats,
             earlier_state=earlier_state,
             reextraction=settings.get("ARCHIVE_JOB") == "reextract",
+            backfill=settings.get("ARCHIVE_JOB") == "backfill",
         )
         pipeline.scraper = lambda: crawler.engine.scraper
         crawler.signals.connect(pipeline.flush_aliases, signal=signals.spider_idle)
@@ -213,14 +216,16 @@ class DedupPipeline:
             if known is not None:
                 kind, archived = known
                 ref = ArchivedRef(archived.article_id, archived.canonical_url, archived.crawl_id)
-                if kind == "article" and fingerprints.canonicalize_url(item.url) == item.canonical_url:
+                if kind == "article" and not self.backfill and \
+                        fingerprints.canonicalize_url(item.url) == item.canonical_url:
                     if archived.content_hash == item.content_hash:  # a revisit found it unchanged
                         self.stats.inc(stats.REVISIT_UNCHANGED)
                         raise DropItem(f"known article, body unchanged: {item.url}", log_level="DEBUG")
                     item.version = archived.version + 1  # a revisit found it changed: its next version
                     item.first_seen_at = archived.first_seen_at
                     self.stats.inc(stats.NEW_VERSIONS)
-                else:  # another URL of an archived article (a variant naming it canonical): recorded, not again
+                else:  # another URL of an archived article (a variant naming it canonical), or a backfill's copy
+                    # of an archived page: recorded, not archived again
                     match, earlier = ("url", ref, None), True
             if match is None:
                 match = await asyncio.to_thread(find_earlier_duplicate, state.archived, item)
@@ -256,7 +261,8 @@ class DedupPipeline:
 
     def _duplicate(self, item: ArticleRecord, match, *, earlier: bool) -> DuplicateRecord:
         kind, ref, distance = match
-        if kind == "url" and fingerprints.canonicalize_url(item.url) == ref.canonical_url:
+        if kind == "url" and fingerprints.canonicalize_url(item.url) == ref.canonical_url and not \
+                (self.backfill and earlier):  # (a backfill's capture of an archived page is its duplicate)
             # the original's own canonical URL, fetched after a variant of it (AMP...) was archived: the article
             # row already names it; a duplicate of itself would say nothing true
             self.stats.inc(stats.LINKS_TO_OWN_URL)

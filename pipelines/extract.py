@@ -33,6 +33,7 @@ from trafilatura.xml import xmltotxt
 from pipelines.records import ArticleRecord, FetchedPage, RejectRecord
 from pipelines import fingerprints, stats
 from pipelines.dates import parse_date_statement
+from pipelines.exceptions import ArchiveConfigError
 from pipelines.pagemeta import PageMeta, read_page_meta
 from pipelines.pagetype import classify_page, text_weight
 from pipelines.reextract import reextraction_changes
@@ -293,8 +294,10 @@ class ExtractPipeline:
 
     def __init__(self, *, crawl_id: str, min_chars: int, favor_precision: bool = False, workers: int = 0,
                  timeout: float = 30.0, max_html_bytes: int = 5 * 2**20, stats_collector=None, task=None,
-                 max_tasks_per_worker: int = 0) -> None:
+                 max_tasks_per_worker: int = 0, published_since: date | None = None,
+                 published_until: date | None = None) -> None:
         self.crawl_id = crawl_id
+        self.published_since, self.published_until = published_since, published_until
         self.min_chars = min_chars
         self.favor_precision = favor_precision
         self.options = build_options(favor_precision=favor_precision)
@@ -322,6 +325,8 @@ class ExtractPipeline:
             max_html_bytes=settings.getint("EXTRACT_MAX_HTML_BYTES"),
             stats_collector=crawler.stats,
             max_tasks_per_worker=settings.getint("EXTRACT_MAX_TASKS_PER_WORKER"),
+            published_since=_day_setting(settings, "EXTRACT_PUBLISHED_SINCE"),
+            published_until=_day_setting(settings, "EXTRACT_PUBLISHED_UNTIL"),
         )
 
     def open_spider(self, spider=None) -> None:
@@ -349,6 +354,10 @@ class ExtractPipeline:
         else:
             extraction = await self._extract_in_pool(item, now)
         self.cpu_seconds += extraction.cpu_seconds
+        if extraction.article is not None and not self._published_in_range(extraction.article):
+            extraction = Extraction(None, "published_out_of_range",
+                                    f"published {extraction.article.published_date}, outside "
+                                    f"{self.published_since or '...'} to {self.published_until or '...'}")
         if extraction.article is None:
             self.stats.inc(stats.dropped(extraction.reason))
             return RejectRecord(
@@ -388,6 +397,15 @@ class ExtractPipeline:
             return Extraction(None, "extraction_failed", f"{type(exc).__name__}: {exc}"[:500])
         finally:
             self.in_flight -= 1
+
+    def _published_in_range(self, article: ExtractedArticle) -> bool:
+        """Whether the article's stated publication day is within EXTRACT_PUBLISHED_SINCE/UNTIL (one without a
+        date is)."""
+        day = article.published_date or (article.published_at.date() if article.published_at else None)
+        if day is None:
+            return True
+        return not ((self.published_since and day < self.published_since)
+                    or (self.published_until and day > self.published_until))
 
     def to_record(self, page: FetchedPage, article: ExtractedArticle, *, extracted_at: datetime) -> ArticleRecord:
         """Add identity and crawl context to the extracted fields, field by field. A re-extracted page keeps the
@@ -436,6 +454,16 @@ class ExtractPipeline:
 
 
 
+
+
+def _day_setting(settings, name: str) -> date | None:
+    value = settings.get(name)
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ArchiveConfigError(f"{name} must be a day, YYYY-MM-DD, not {value!r}") from None
 
 
 def extract_task_inline(item: FetchedPage, options: Extractor, min_chars: int, now: datetime) -> Extraction:

@@ -69,6 +69,7 @@ def build_manifest(
     prefix_earlier = stats.duplicate("", earlier=True)
     prefix_refused = stats.refused("")
     prefix_reextract = stats.reextracted("")
+    prefix_backfill = stats.backfill("")
     counts = {
         "pages_fetched": stat_values.get("response_received_count", 0),
         "requests": stat_values.get("downloader/request_count", 0),
@@ -88,7 +89,8 @@ def build_manifest(
         "skipped_unchanged_sitemaps": stat_values.get(stats.SKIPPED_UNCHANGED_SITEMAP, 0),
         "redirects_to_known": stat_values.get(stats.REDIRECTS_TO_KNOWN, 0),
         "links_to_own_url": stat_values.get(stats.LINKS_TO_OWN_URL, 0),
-        "new_articles": stat_values.get(stats.rows("articles"), 0) - stat_values.get(stats.NEW_VERSIONS, 0),
+        "new_articles": stat_values.get(stats.rows("articles"), 0) - stat_values.get(stats.NEW_VERSIONS, 0)
+        - stat_values.get(stats.reextracted("rows"), 0),
         "new_versions": stat_values.get(stats.NEW_VERSIONS, 0),
         "revisits": stat_values.get(stats.REVISITS, 0),
         "known_unchanged": stat_values.get(stats.REVISIT_UNCHANGED, 0),
@@ -116,6 +118,8 @@ def build_manifest(
         "warc_records_read": stat_values.get(stats.WARC_RECORDS_READ, 0),
         "reextract": {k[len(prefix_reextract):]: v for k, v in sorted(stat_values.items())
                       if k.startswith(prefix_reextract)},
+        "backfill": {k[len(prefix_backfill):]: v for k, v in sorted(stat_values.items())
+                     if k.startswith(prefix_backfill)},
     }
     return {
         "manifest_version": MANIFEST_VERSION,
@@ -129,6 +133,7 @@ def build_manifest(
         "counts": counts,
         "unreachable_sites": stats.unreachable_sites(stat_values),
         "errors": errors,
+        "sources_done": list(stat_values.get(stats.BACKFILL_SOURCES_DONE) or []),
         "files": [{"dataset": dataset, **asdict(published)} for dataset, published in files],
     }
 

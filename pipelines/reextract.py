@@ -96,11 +96,14 @@ def planned_records(tables: dict, warc_filename: str, selection: Selection, *,
     return [planned[offset] for offset in sorted(planned)]
 
 
-def judged_offsets(tables: dict, warc_filename: str, current_version: str) -> set[int]:
-    """Offsets of the records of ``warc_filename`` that have a row by ``current_version`` in any table."""
+def judged_offsets(tables: dict, warc_filename: str, current_version: str | None) -> set[int]:
+    """Offsets of the records of ``warc_filename`` that have a row by ``current_version`` (None: by any) in any
+    table."""
     judged: set[int] = set()
     for dataset in JUDGED_BY:
-        where = (pc.field("warc_filename") == warc_filename) & (pc.field("extractor_version") == current_version)
+        where = pc.field("warc_filename") == warc_filename
+        if current_version is not None:
+            where &= pc.field("extractor_version") == current_version
         column = _dataset(tables[dataset]).to_table(filter=where, columns=["warc_record_offset"]).column(0)
         judged.update(offset for offset in column.to_pylist() if offset is not None)
     return judged

@@ -91,6 +91,16 @@ def reextracted(name: str) -> str:
     return f"{PREFIX}/reextract/{name}"
 
 
+def backfill(name: str) -> str:
+    """A backfill's counts: records passed over by reason (``skipped/<reason>``), sources out of the date range,
+    already done or that could not be read: ``archive/backfill/<name>``."""
+    return f"{PREFIX}/backfill/{name}"
+
+
+BACKFILL_SOURCES_DONE = f"{PREFIX}/backfill_sources_done"  #: WARC files a backfill read to the end, in order
+BACKFILL_SOURCES_FAILED = f"{PREFIX}/backfill/sources_failed"
+
+
 def rows(dataset: str) -> str:
     """Rows written per dataset: ``archive/rows/<dataset>``."""
     return f"{PREFIX}/rows/{dataset}"

@@ -20,6 +20,8 @@ DESCRIBED = {
     "ARCHIVE_S3_STORAGE_CLASS": "none",
     "ARCHIVE_S3_SSE": "none",
     "ARCHIVE_S3_SSE_KMS_KEY_ID": "none",
+    "EXTRACT_PUBLISHED_SINCE": "none",
+    "EXTRACT_PUBLISHED_UNTIL": "none",
     "ARCHIVE_CRAWL_ID": "made at start",
     "EXTRACT_WORKERS": "one per core",
     "CRAWL_FRONTIER_DIR": "system temp folder",

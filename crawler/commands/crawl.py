@@ -22,7 +22,7 @@ from crawler.containment import AddressPolicy
 from crawler.frontier import check_frontier_dir
 from pipelines import stats
 from pipelines.archive import check_tables, open_store
-from pipelines.exceptions import ArchiveError
+from pipelines.exceptions import ArchiveConfigError, ArchiveError
 from pipelines.storage import check_crawl_id
 
 EXIT_FAILED = 1  #: the archive was not fully written
@@ -35,10 +35,16 @@ def check_before_crawl(settings, spider_args: dict, *, spider: str = "news") -> 
     """Refuse bad arguments and an unusable archive with one line, before anything is fetched."""
     from crawler.spiders.news import sites_from_args
     from crawler.spiders.reextract import selection_from_args
+    from crawler.spiders.warcpages import day_arg
 
-    if spider == "news":
+    if spider in ("news", "backfill"):
         sites_from_args(spider_args.get("start_urls"), spider_args.get("sites"))
-    else:
+    if spider == "backfill":
+        if not spider_args.get("sources") and not spider_args.get("cc_news"):
+            raise ArchiveConfigError("give WARC files to read or a CC-NEWS month (--cc-news YYYY/MM)")
+        day_arg("since", spider_args.get("since"))
+        day_arg("until", spider_args.get("until"))
+    if spider == "reextract":
         selection_from_args(spider_args.get("since"), spider_args.get("until"), spider_args.get("domains"),
                             spider_args.get("extractor_version"))
     AddressPolicy.from_settings(settings)  # ALLOW_PRIVATE_NETWORKS, CRAWL_ALLOWED_NETWORKS
@@ -72,7 +78,7 @@ class Command(ScrapyCrawlCommand):
         if len(args) < 1:
             return super().run(args, opts)
         redaction.install(self.settings)
-        if args[0] in ("news", "reextract"):
+        if args[0] in ("news", "reextract", "backfill"):
             try:
                 check_before_crawl(self.settings, opts.spargs, spider=args[0])
             except ArchiveError as exc:
@@ -85,7 +91,7 @@ class Command(ScrapyCrawlCommand):
         if self.crawler_process.bootstrap_failed or getattr(self.crawler_process, "has_exception", False):
             self.exitcode = EXIT_FAILED
             return
-        if args[0] not in ("news", "reextract"):
+        if args[0] not in ("news", "reextract", "backfill"):
             return
         if args[0] == "reextract" and crawler.stats:
             print(reextract_report(crawler.stats.get_stats()))

@@ -9,7 +9,7 @@ article's id, version and first capture, stamped with the current ``extractor_ve
 the rows point at the records they came from.
 
 Items handed on from ``start`` are not held back by Scrapy as responses are: at most
-``REEXTRACT_MAX_IN_FLIGHT`` pages are between this spider and the archive at a time, so memory stays flat
+``WARC_MAX_IN_FLIGHT`` pages are between this spider and the archive at a time, so memory stays flat
 whatever the number of records.
 """
 
@@ -17,14 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 
-import scrapy
-from scrapy import signals
-from scrapy.http import HtmlResponse
-
-from crawler import documents
-from crawler.spiders.news import new_crawl_id
+from crawler.spiders.warcpages import WarcPagesSpider, day_arg, replay_response
 from pipelines import stats
 from pipelines.archive import dataset_tables, open_store
 from pipelines.exceptions import ArchiveConfigError
@@ -32,26 +27,14 @@ from pipelines.extract import extractor_version
 from pipelines.fingerprints import canonicalize_url, registered_domain
 from pipelines.records import FetchedPage, RejectRecord
 from pipelines.reextract import PlannedRecord, Selection, plan_warc_files, planned_records
-from pipelines.warc import RawPage, WarcRecordError, read_record
+from pipelines.warc import WarcRecordError, read_record
 
 logger = logging.getLogger(__name__)
-
-#: headers that described the bytes as they travelled, not the body a record hands back
-_TRANSPORT_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
-
 
 def selection_from_args(since: str | None, until: str | None, domains: str | None,
                         extractor_version_arg: str | None) -> Selection:
     """The spider's arguments as a Selection; ArchiveConfigError for a day that is not YYYY-MM-DD."""
-    def day(name: str, value: str | None) -> date | None:
-        if not value:
-            return None
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise ArchiveConfigError(f"{name} must be a day, YYYY-MM-DD, not {value!r}") from None
-
-    selection = Selection(since=day("since", since), until=day("until", until),
+    selection = Selection(since=day_arg("since", since), until=day_arg("until", until),
                           domains=frozenset(d.strip().lower() for d in (domains or "").split(",") if d.strip()),
                           extractor_version=extractor_version_arg or None)
     if selection.since and selection.until and selection.since > selection.until:
@@ -59,15 +42,7 @@ def selection_from_args(since: str | None, until: str | None, domains: str | Non
     return selection
 
 
-def replay_response(raw: RawPage) -> HtmlResponse:
-    """The response a record holds, as Scrapy would have handed it to the spider (the body as stored, decoded
-    by the same rules: header, BOM, meta, then detection)."""
-    headers = [(name, value) for name, value in raw.headers if name.lower() not in _TRANSPORT_HEADERS
-               and not name.lower().startswith("x-crawler-")]
-    return HtmlResponse(url=raw.url, status=raw.status, headers=headers, body=raw.body)
-
-
-class ReextractSpider(scrapy.Spider):
+class ReextractSpider(WarcPagesSpider):
     name = "reextract"
     custom_settings = {"ARCHIVE_WARC_ENABLED": False, "ARCHIVE_JOB": "reextract"}
 
@@ -77,34 +52,12 @@ class ReextractSpider(scrapy.Spider):
         self.selection = selection_from_args(since, until, domains, extractor_version)
         self.archive_args = {"since": since, "until": until, "domains": domains,
                              "extractor_version": extractor_version}
-        self.in_flight = 0
-        self._room = asyncio.Event()
-
-    @classmethod
-    def update_settings(cls, settings) -> None:
-        super().update_settings(settings)
-        if not settings.get("ARCHIVE_CRAWL_ID"):
-            settings.set("ARCHIVE_CRAWL_ID", new_crawl_id(), priority="spider")
 
     @classmethod
     def from_crawler(cls, crawler, *args, **kwargs):
         spider = super().from_crawler(crawler, *args, **kwargs)
-        settings = crawler.settings
-        spider.crawl_id = settings["ARCHIVE_CRAWL_ID"]
-        spider.max_in_flight = max(1, settings.getint("REEXTRACT_MAX_IN_FLIGHT"))
-        spider.current_version = extractor_version(favor_precision=settings.getbool("EXTRACT_FAVOR_PRECISION"))
-        for signal in (signals.item_scraped, signals.item_dropped, signals.item_error):
-            crawler.signals.connect(spider._item_done, signal=signal)
+        spider.current_version = extractor_version(favor_precision=crawler.settings.getbool("EXTRACT_FAVOR_PRECISION"))
         return spider
-
-    def _item_done(self, *args, **kwargs) -> None:
-        self.in_flight -= 1
-        self._room.set()
-
-    async def _wait_for_room(self) -> None:
-        while self.in_flight >= self.max_in_flight:
-            self._room.clear()
-            await self._room.wait()
 
     async def start(self):
         store = await asyncio.to_thread(open_store, self.settings)
@@ -134,7 +87,7 @@ class ReextractSpider(scrapy.Spider):
             url=capture["url"],
             request_url=redirects[0] if redirects else capture["url"],
             canonical_url=canonicalize_url(capture["url"]),
-            html=documents.page_text(replay_response(raw)),
+            html=self.page_text(replay_response(raw.url, raw.status, raw.headers, raw.body)),
             body_bytes=len(raw.body),
             http_status=capture["http_status"],
             fetched_at=capture["fetched_at"],
