@@ -110,7 +110,8 @@ class _Upload:
 class ArchivePipeline:
     def __init__(self, *, store, crawl_id: str, spool_root: Path, writer_options: dict, settings_record: dict,
                  upload_threads: int = 2, stats_collector=None, near_distance: int = 7, near_window_days: int = 30,
-                 snapshot_files: int = 200, warc_max_bytes: int | None = None, robots: str = "obey") -> None:
+                 snapshot_files: int = 200, warc_max_bytes: int | None = None, robots: str = "obey",
+                 warc_gzip_level: int = 6) -> None:
         self.store = store
         self.crawl_id = check_crawl_id(crawl_id)
         self.spool_root = spool_root
@@ -142,6 +143,7 @@ class ArchivePipeline:
         self._stalled: set[tuple[str, str]] = set()  #: (writer, dataset) whose commit failed: later files wait
         self.warc_max_bytes = warc_max_bytes  #: None: no raw capture
         self.robots = robots
+        self.warc_gzip_level = warc_gzip_level
         self.warc: WarcFile | None = None  #: this run's WARC files (the capture step appends to them)
         self.warc_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-warc")
         self._warc_uploads: list[Future] = []  #: every WARC file's publication: a data file waits for those before it
@@ -176,6 +178,7 @@ class ArchivePipeline:
             warc_max_bytes=settings.getint("ARCHIVE_WARC_MAX_FILE_BYTES") if settings.getbool("ARCHIVE_WARC_ENABLED")
             else None,
             robots="obey" if settings.getbool("ROBOTSTXT_OBEY") else "ignore",
+            warc_gzip_level=settings.getint("ARCHIVE_WARC_GZIP_LEVEL"),
         )
         crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
         return pipeline
@@ -204,7 +207,8 @@ class ArchivePipeline:
             self._loop = None
         if self.warc_max_bytes is not None:
             self.warc = WarcFile(spool_dir=self.spool.path, crawl_id=self.crawl_id, max_bytes=self.warc_max_bytes,
-                                 on_closed=self._warc_closed, robots=self.robots)
+                                 on_closed=self._warc_closed, robots=self.robots,
+                                 gzip_level=self.warc_gzip_level)
 
     def _prepare(self) -> EarlierRuns:
         """In a thread, before the first request: open the tables, commit leftovers of earlier runs, then load the

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from warcio.archiveiterator import ArchiveIterator
 
 MAGIC = b"\x1f\x8b\x08"
+_FEED = 64 * 2**10  #: compressed bytes handed to zlib at a time
 CC_NEWS_LISTING = "crawl-data/CC-NEWS/{month}/warc.paths.gz"
 _CC_NEWS_NAME = re.compile(r"CC-NEWS-(\d{8})\d{6}-\d+\.warc\.gz$")
 _MONTH = re.compile(r"^\d{4}/\d{2}$")
@@ -103,13 +104,23 @@ def file_day(uri: str) -> date | None:
 def gzip_members(read: Callable[[int], bytes], *, max_bytes: int, chunk: int = 2**20) -> Iterator[tuple]:
     """The stream's gzip members, one at a time: (offset, length, inflated bytes or None, error or None). Memory
     holds one member's inflated bytes, at most ``max_bytes`` (a larger member is read through and reported
-    ``too_large``) and a chunk of the compressed stream."""
+    ``too_large``) and a chunk of the compressed stream; the stream is inflated in place (a memoryview), fed to
+    zlib a slice at a time, so nothing is copied per member."""
     buf = bytearray()
-    base = 0  # offset in the stream of buf[0]
+    pos = 0  # where the unread bytes start in buf
+    base = 0  # offset in the stream of buf[pos]
     eof = False
 
+    def available() -> int:
+        return len(buf) - pos
+
     def fill(size: int) -> None:
-        nonlocal eof
+        nonlocal eof, pos
+        if available() >= size or eof:
+            return
+        if pos:  # compacted once per refill, not once per member
+            del buf[:pos]
+            pos = 0
         while len(buf) < size and not eof:
             data = read(chunk)
             if data:
@@ -117,32 +128,32 @@ def gzip_members(read: Callable[[int], bytes], *, max_bytes: int, chunk: int = 2
             else:
                 eof = True
 
-    def resync(start: int) -> None:
-        """Drop bytes up to the next gzip header found at or after ``start``."""
-        nonlocal base
-        at = start
+    def advance(count: int) -> None:
+        nonlocal pos, base
+        pos += count
+        base += count
+
+    def resync(skip: int) -> None:
+        """Drop bytes up to the next gzip header found ``skip`` bytes on or later."""
+        advance(min(skip, available()))
         while True:
-            found = buf.find(MAGIC, at)
+            found = buf.find(MAGIC, pos)
             if found >= 0:
-                del buf[:found]
-                base += found
+                advance(found - pos)
                 return
-            keep = min(len(buf), len(MAGIC) - 1)  # a header may straddle two reads
-            base += len(buf) - keep
-            del buf[:len(buf) - keep]
-            at = 0
+            keep = min(available(), len(MAGIC) - 1)  # a header may straddle two reads
+            advance(available() - keep)
             if eof:
-                base += len(buf)
-                buf.clear()
+                advance(available())
                 return
-            fill(len(buf) + chunk)
+            fill(available() + chunk)
 
     while True:
         fill(len(MAGIC))
-        if not buf:
+        if not available():
             return
         start = base
-        if bytes(buf[:len(MAGIC)]) != MAGIC:
+        if buf[pos:pos + len(MAGIC)] != MAGIC:
             resync(1)
             yield start, base - start, None, "gzip_error"
             continue
@@ -150,20 +161,26 @@ def gzip_members(read: Callable[[int], bytes], *, max_bytes: int, chunk: int = 2
         out: bytearray | None = bytearray()
         size = 0
         while True:
-            if not buf:
+            if not available():
                 fill(chunk)
-                if not buf:
-                    yield start, base - start, None, "truncated"
+                if not available():
+                    rest = inflater.flush()  # output zlib still held back (a member that ended at the last byte)
+                    if inflater.eof and out is not None and size + len(rest) <= max_bytes:
+                        yield start, base - start, bytes(out + rest), None
+                    else:
+                        yield start, base - start, None, "too_large" if inflater.eof else "truncated"
                     return
+            feed = memoryview(buf)[pos:pos + _FEED]
             try:
-                piece = inflater.decompress(bytes(buf), 4 * chunk)  # bounded: a gzip bomb inflates a piece at a time
+                piece = inflater.decompress(feed, 4 * _FEED)  # bounded: a gzip bomb inflates a piece at a time
             except zlib.error:
+                feed.release()
                 resync(1)
                 yield start, base - start, None, "gzip_error"
                 break
-            consumed = len(buf) - len(inflater.unused_data if inflater.eof else inflater.unconsumed_tail)
-            del buf[:consumed]
-            base += consumed
+            consumed = len(feed) - len(inflater.unused_data if inflater.eof else inflater.unconsumed_tail)
+            feed.release()
+            advance(consumed)
             size += len(piece)
             if out is not None and size <= max_bytes:
                 out.extend(piece)
@@ -194,7 +211,13 @@ def records(read: Callable[[int], bytes], *, keep: Callable[[str], bool], max_by
 
 def parse_member(data: bytes, offset: int, length: int, *, keep: Callable[[str], bool], since: date | None,
                  until: date | None) -> SourceRecord | BadRecord | SkippedRecord:
-    """One inflated record, parsed alone (warcio), its digests checked."""
+    """One inflated record, parsed alone (warcio), its digests checked. A record that is not a response, or of
+    another host, is told from its WARC header block alone (most of a CC-NEWS file), without warcio."""
+    kind, target = _peek(data)
+    if kind is not None and kind not in ("response", "revisit"):
+        return SkippedRecord(offset, "not_response")
+    if target is not None and urlsplit(target).scheme in ("http", "https") and not keep(target):
+        return SkippedRecord(offset, "other_host")
     url = when = None
     try:
         iterator = ArchiveIterator(io.BytesIO(data), check_digests=True)
@@ -230,6 +253,22 @@ def parse_member(data: bytes, offset: int, length: int, *, keep: Callable[[str],
         return SkippedRecord(offset, "http_status")
     return SourceRecord(offset, length, url, status, record.http_headers.headers, body,
                         when or datetime.now(timezone.utc))
+
+
+def _peek(data: bytes) -> tuple[str | None, str | None]:
+    """WARC-Type and WARC-Target-URI from a record's header block (None when not found plainly)."""
+    end = data.find(b"\r\n\r\n", 0, 16384)
+    if not data.startswith(b"WARC/") or end < 0:
+        return None, None
+    kind = target = None
+    for line in data[:end].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"warc-type":
+            kind = value.strip().decode("latin-1")
+        elif name == b"warc-target-uri":
+            target = value.strip().decode("latin-1").strip("<>")
+    return kind, target
 
 
 def _warc_date(value: str | None) -> datetime | None:
