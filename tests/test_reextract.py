@@ -161,3 +161,32 @@ def test_a_killed_reextraction_rerun_ends_with_each_row_once(fresh):
     assert len(by_run) == 2 and min(by_run.values()) >= 1, by_run
     read = int(rerun.stdout.split("re-extracted: ", 1)[1].split(" ", 1)[0])
     assert read < len(old), "the rerun did not redo what the killed run committed"
+
+
+def test_the_selection_limits_by_fetch_day_domain_and_extractor_version(reextracted):
+    """Which rows a re-extraction takes, as the options say (an extractor that judged nothing yet: every row is
+    a candidate)."""
+    from datetime import timedelta
+
+    from pipelines.archive import dataset_tables
+    from pipelines.reextract import Selection, plan_warc_files, planned_records
+
+    _, target, _, before, _, _ = reextracted
+    tables = dataset_tables(target.store)
+    [name] = plan_warc_files(tables, Selection())
+
+    def offsets(selection: Selection) -> set[int]:
+        return {r.offset for r in planned_records(tables, name, selection, current_version="another/1")}
+
+    old = {row["warc_record_offset"] for row in before["articles"]}
+    days = sorted({row["fetched_at"].date() for row in before["articles"]})
+    domains = {row["domain"] for row in before["articles"]}
+    assert offsets(Selection()) == old  # each record once, though an old and a new row point at it
+    assert offsets(Selection(extractor_version=EXTRACTOR_VERSION)) == old
+    assert offsets(Selection(extractor_version="trafilatura/0 news-archive/0")) == set()
+    assert offsets(Selection(domains=frozenset({"no-such-domain.example"}))) == set()
+    assert offsets(Selection(domains=frozenset(domains))) == old
+    assert offsets(Selection(since=days[-1] + timedelta(days=1))) == set()
+    assert offsets(Selection(until=days[0] - timedelta(days=1))) == set()
+    assert offsets(Selection(since=days[0], until=days[-1])) == old
+    assert plan_warc_files(tables, Selection(since=days[-1] + timedelta(days=1))) == []
