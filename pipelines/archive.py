@@ -390,20 +390,23 @@ class ArchivePipeline:
             except Exception as exc:
                 logger.exception("could not close the WARC file")
                 self._fail(f"close warc: {type(exc).__name__}: {exc}")
-            if self.warc.discarded and self._points_into(closed, self.warc.discarded):
+            lost = self._points_into(closed, set(self.warc.discarded)) if self.warc.discarded else set()
+            if lost:
                 closed.path.unlink(missing_ok=True)
-                self._fail(f"write {closed.key}: its rows point into a WARC file that could not be written; "
-                           f"{closed.rows} row(s) discarded (the next run fetches them again)")
+                self._fail(f"write {closed.key}: its rows point into a WARC file that could not be written "
+                           f"({self.warc.discarded[min(lost)]}); {closed.rows} row(s) discarded (the next run "
+                           f"fetches them again)")
                 return
         waits_for = list(self._warc_uploads)  # ...whose publication its commit waits for
         future = self.executor.submit(self._timed_publish, closed, waits_for)
         self.uploads.append(_Upload(closed.dataset, closed, future))
 
     @staticmethod
-    def _points_into(closed: ClosedFile, keys: set[str]) -> bool:
+    def _points_into(closed: ClosedFile, keys: set[str]) -> set[str]:
+        """Which of the WARC files ``keys`` the rows of a closed data file point into."""
         if "warc_filename" not in pq.read_schema(closed.path).names:
-            return False
-        return bool(set(pq.read_table(closed.path, columns=["warc_filename"]).column(0).to_pylist()) & keys)
+            return set()
+        return set(pq.read_table(closed.path, columns=["warc_filename"]).column(0).to_pylist()) & keys
 
     def _warc_closed(self, closed: ClosedWarc) -> None:
         """A closed WARC file: published in its own thread at once, and its row written to ``warc_files``; rolled

@@ -136,7 +136,8 @@ class WarcFile:
         self._open: _Open | None = None
         self._seq = 0
         self.closed: list[ClosedWarc] = []
-        self.discarded: set[str] = set()  #: keys of files given up (a write that failed): their pointers lead nowhere
+        #: files given up (a write that failed), key -> why: the pointers into them lead nowhere
+        self.discarded: dict[str, str] = {}
 
     def write_exchange(self, exchange: Exchange) -> WarcPointer:
         """Append the exchange (response record, then its request record); where the response record is."""
@@ -168,8 +169,8 @@ class WarcFile:
                 length = current.handle.tell() - offset
                 current.writer.write_record(request)
                 current.handle.flush()
-            except BaseException:  # (a full disk) the file keeps only whole exchanges, or is given up
-                self._cut(current, offset)
+            except BaseException as exc:  # (a full disk) the file keeps only whole exchanges, or is given up
+                self._cut(current, offset, exc)
                 raise
             current.records += 1
             current.first = current.first or exchange.fetched_at
@@ -188,12 +189,12 @@ class WarcFile:
         with self._lock:
             if self._open is None:
                 return None
-            if not self._open.records:  # a warcinfo alone: nothing to keep
-                self._discard()
+            if not self._open.records:  # a warcinfo alone: nothing to keep, nothing points into it
+                self._discard(None)
                 return None
             return self._close()
 
-    def _cut(self, current: _Open, offset: int) -> None:
+    def _cut(self, current: _Open, offset: int, cause: BaseException) -> None:
         """Back to the end of the last whole exchange; when even that fails, the file is given up (its
         records with it: the rows that point into it are not committed, see ``ArchivePipeline``)."""
         try:
@@ -201,9 +202,10 @@ class WarcFile:
             current.handle.truncate(offset)
         except OSError:
             logger.exception("could not cut %s back to its last whole record; it is given up", current.key)
-            self._discard()
+            self._discard(cause)
 
-    def _discard(self) -> None:
+    def _discard(self, cause: BaseException | None) -> None:
+        """Give the open file up, nothing of it left in the spool; ``cause``: why (None: it held no record)."""
         current, self._open = self._open, None
         if current is None:
             return
@@ -215,7 +217,8 @@ class WarcFile:
         current.path.with_name(current.path.name.removesuffix(".warc.gz") + ".cdxj.tmp").unlink(missing_ok=True)
         current.path.with_name(current.path.name.removesuffix(".warc.gz") + ".cdxj").unlink(missing_ok=True)
         current.path.unlink(missing_ok=True)
-        self.discarded.add(current.key)
+        if cause is not None:
+            self.discarded[current.key] = f"{type(cause).__name__}: {cause}"
 
     def _start(self, when: datetime) -> _Open:
         self._seq += 1
@@ -232,8 +235,8 @@ class WarcFile:
                 "conformsTo": "https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/",
                 "isPartOf": self.crawl_id, "robots": self.robots,
             }))
-        except BaseException:
-            self._discard()
+        except BaseException as exc:
+            self._discard(exc)
             raise
         return self._open
 
@@ -246,8 +249,8 @@ class WarcFile:
             current.handle.close()
             current.path.with_name(current.path.name + ".inprogress").rename(current.path)
             write_cdxj(current.path, cdxj_path, current.key)
-        except BaseException:  # nothing half-written is left in the spool: the file is given up whole
-            self._discard()
+        except BaseException as exc:  # nothing half-written is left in the spool: the file is given up whole
+            self._discard(exc)
             raise
         self._open = None
         closed = ClosedWarc(key=current.key, path=current.path, records=current.records,
