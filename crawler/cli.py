@@ -19,6 +19,7 @@ boto3's credentials); ``-s NAME=VALUE`` overrides one. Exit codes: 0 done, 1 a s
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -45,6 +46,11 @@ def _settings(archive_uri: str | None, overrides: list[str]):
     return settings
 
 
+def _settings_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+                         help="override a setting")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="news-archive", description="Crawl news sites into a Delta Lake archive.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -54,8 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                             ("convert", "make the Delta tables of an archive an older release wrote, in place")):
         command = commands.add_parser(name, help=help_text, description=help_text)
         command.add_argument("archive_uri", nargs="?", help="folder, file:// or s3:// URI (default: ARCHIVE_URI)")
-        command.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE",
-                             help="override a setting")
+        _settings_option(command)
     reextract = commands.add_parser(
         "reextract", help="extract the archive's WARC records again with the current extractor (nothing fetched)",
         description="Extract the archive's WARC records again with the current extractor: new article rows with "
@@ -69,8 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     reextract.add_argument("--extractor-version", metavar="VERSION",
                            help="only rows this extractor_version made")
     reextract.add_argument("--favor-precision", action="store_true", help="extract with EXTRACT_FAVOR_PRECISION")
-    reextract.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE",
-                           help="override a setting")
+    _settings_option(reextract)
     backfill = commands.add_parser(
         "backfill", help="archive the sites' pages from WARC files of other crawls (CC-NEWS or any)",
         description="Read WARC files (local paths, s3:// URIs, http(s) URLs, or a CC-NEWS month) as streams and "
@@ -85,8 +89,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="only records fetched, then articles published, on or after this day")
     backfill.add_argument("--until", metavar="YYYY-MM-DD",
                           help="only records fetched, then articles published, on or before this day")
-    backfill.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE",
-                          help="override a setting")
+    _settings_option(backfill)
     compact = commands.choices["compact"]
     compact.add_argument("--target-bytes", type=int, help="size of the files written (ARCHIVE_COMPACT_TARGET_BYTES)")
     compact.add_argument("--closed-after-days", type=int,
@@ -134,45 +137,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _reextract(args) -> int:
-    """``scrapy crawl reextract`` with the command's options as its arguments and settings (its exit codes)."""
-    os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
-    from scrapy.cmdline import execute
-
-    crawl = ["scrapy", "crawl", "reextract"]
-    for name, value in (("since", args.since), ("until", args.until), ("domains", ",".join(args.domain)),
-                        ("extractor_version", args.extractor_version)):
-        if value:
-            crawl += ["-a", f"{name}={value}"]
-    if args.archive_uri:
-        crawl += ["-s", f"ARCHIVE_URI={args.archive_uri}"]
-    if args.favor_precision:
-        crawl += ["-s", "EXTRACT_FAVOR_PRECISION=True"]
-    for override in args.settings:
-        crawl += ["-s", override]
-    execute(crawl)  # exits with the run's own exit code
-    return 0
+    """``scrapy crawl reextract`` with the command's options as its arguments and settings."""
+    return _scrapy_crawl("reextract", {
+        "since": args.since, "until": args.until, "domains": ",".join(args.domain),
+        "extractor_version": args.extractor_version,
+    }, {"ARCHIVE_URI": args.archive_uri, "EXTRACT_FAVOR_PRECISION": "True" if args.favor_precision else None},
+        args.settings)
 
 
 def _backfill(args) -> int:
-    """``scrapy crawl backfill`` with the command's options as its arguments and settings (its exit codes)."""
+    """``scrapy crawl backfill`` with the command's options as its arguments and settings; the date range also
+    bounds the publication day once extracted."""
+    sources = [source if "://" in source else os.path.abspath(source) for source in args.sources]
+    return _scrapy_crawl("backfill", {
+        "sources": json.dumps(sources) if sources else None, "cc_news": args.cc_news, "sites": args.sites,
+        "start_urls": args.start_urls, "since": args.since, "until": args.until,
+    }, {"ARCHIVE_URI": args.archive, "EXTRACT_PUBLISHED_SINCE": args.since, "EXTRACT_PUBLISHED_UNTIL": args.until},
+        args.settings)
+
+
+def _scrapy_crawl(spider: str, spider_args: dict, settings: dict, overrides: list[str]) -> int:
+    """``scrapy crawl <spider>`` with the arguments and settings that have a value, then the user's ``-s``; it
+    exits with the run's own exit code."""
     os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
     from scrapy.cmdline import execute
 
-    sources = [source if "://" in source else os.path.abspath(source) for source in args.sources]
-    crawl = ["scrapy", "crawl", "backfill"]
-    for name, value in (("sources", ",".join(sources)), ("cc_news", args.cc_news), ("sites", args.sites),
-                        ("start_urls", args.start_urls), ("since", args.since), ("until", args.until)):
-        if value:
-            crawl += ["-a", f"{name}={value}"]
-    if args.archive:
-        crawl += ["-s", f"ARCHIVE_URI={args.archive}"]
-    if args.since:
-        crawl += ["-s", f"EXTRACT_PUBLISHED_SINCE={args.since}"]
-    if args.until:
-        crawl += ["-s", f"EXTRACT_PUBLISHED_UNTIL={args.until}"]
-    for override in args.settings:
-        crawl += ["-s", override]
-    execute(crawl)  # exits with the run's own exit code
+    command = ["scrapy", "crawl", spider]
+    command += [part for name, value in spider_args.items() if value for part in ("-a", f"{name}={value}")]
+    command += [part for name, value in settings.items() if value for part in ("-s", f"{name}={value}")]
+    command += [part for override in overrides for part in ("-s", override)]
+    execute(command)
     return 0
 
 

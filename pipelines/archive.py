@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 _DATASET_OF = {ArticleRecord: "articles", DuplicateRecord: "duplicates", RejectRecord: "rejects"}
 WARC_DATASET = "warc_files"
+BACKFILL_PREFIX = "state/backfill/"  #: per complete backfill: the WARC files it read to the end
 
 
 def s3_options_from_settings(settings):
@@ -571,6 +572,10 @@ class ArchivePipeline:
         next time would hide them. A feed or sitemap an entry of which failed for now (5xx, timeout...) is kept
         without validators, so the next run reads it whole and tries that entry again."""
         try:
+            sources_done = self.stats.values().get(stats.BACKFILL_SOURCES_DONE) or []
+            if sources_done and complete:  # what a backfill read to the end, all of it committed: not read again
+                self.store.put_bytes(f"{BACKFILL_PREFIX}{self.crawl_id}.json", json.dumps(
+                    {"crawl_id": self.crawl_id, "sources_done": list(sources_done)}, indent=1).encode())
             if self.discovery and complete:
                 documents = {url: ({**entry, "etag": None, "last_modified": None} if url in self.unsettled_sources
                                    else entry) for url, entry in self.discovery.items()}

@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 
 from warcio.archiveiterator import ArchiveIterator
 
+from pipelines.exceptions import ArchiveConfigError
+
 MAGIC = b"\x1f\x8b\x08"
 _FEED = 64 * 2**10  #: compressed bytes handed to zlib at a time
 CC_NEWS_LISTING = "crawl-data/CC-NEWS/{month}/warc.paths.gz"
@@ -83,8 +85,7 @@ def warc_sources(sources: list[str], *, cc_news: str | None = None, cc_news_base
         else:
             raise SourceError(f"no such WARC file or folder: {source}")
     if cc_news:
-        if not _MONTH.match(cc_news):
-            raise SourceError(f"--cc-news takes a month, YYYY/MM, not {cc_news!r}")
+        check_month(cc_news)
         base = cc_news_base if cc_news_base.endswith("/") else cc_news_base + "/"
         listing = base + CC_NEWS_LISTING.format(month=cc_news)
         try:
@@ -93,6 +94,13 @@ def warc_sources(sources: list[str], *, cc_news: str | None = None, cc_news_base
             raise SourceError(f"cannot read the CC-NEWS listing {listing}: {exc}") from None
         found.extend(base + line.lstrip("/") for line in lines if line.strip())
     return found
+
+
+def check_month(month: str) -> str:
+    """A CC-NEWS month, YYYY/MM; ArchiveConfigError otherwise (refused at start-up)."""
+    if not _MONTH.match(month) or not 1 <= int(month[5:]) <= 12:
+        raise ArchiveConfigError(f"--cc-news takes a month, YYYY/MM, not {month!r}")
+    return month
 
 
 def file_day(uri: str) -> date | None:

@@ -25,7 +25,7 @@ from pipelines.records import ArticleRecord, EarlierExtraction
 #: what a re-extracted page keeps from the row it replaces, besides its identity (EarlierExtraction)
 _CAPTURE_COLUMNS = ["url", "fetched_at", "http_status", "discovered_via", "source_url", "http_etag",
                     "http_last_modified", "redirect_urls", "warc_filename", "warc_record_offset", "warc_record_length"]
-_EARLIER_COLUMNS = ["article_id", "version", "first_seen_at", "crawl_id", "extractor_version", "title", "body",
+_EARLIER_COLUMNS = ["article_id", "version", "first_seen_at", "crawl_id", "extractor_version", "title",
                     "content_hash", "published_at", "authors"]
 JUDGED_BY = ("articles", "duplicates", "rejects")  #: the tables whose rows say a record was judged
 
@@ -79,18 +79,21 @@ def planned_records(tables: dict, warc_filename: str, selection: Selection, *,
         where &= pc.field("domain").isin(sorted(selection.domains))
     if selection.extractor_version:
         where &= pc.field("extractor_version") == selection.extractor_version
-    rows = _dataset(tables["articles"]).to_table(filter=where, columns=_CAPTURE_COLUMNS + [
-        c for c in _EARLIER_COLUMNS if c not in _CAPTURE_COLUMNS]).to_pylist()
+    columns = {name: pc.field(name) for name in _CAPTURE_COLUMNS + _EARLIER_COLUMNS + ["extracted_at"]}
+    columns["body_chars"] = pc.utf8_length(pc.field("body"))  # the length is all the report needs of the body
+    rows = _dataset(tables["articles"]).to_table(filter=where, columns=columns).to_pylist()
     judged = judged_offsets(tables, warc_filename, current_version)
     planned = {}
-    for row in rows:
+    # a record extracted more than once already: the newest extraction is the one the new row replaces
+    for row in sorted(rows, key=lambda r: (r["version"], r["extracted_at"] or r["fetched_at"])):
         offset = row["warc_record_offset"]
         if offset in judged or offset is None or row["warc_record_length"] is None:
             continue
         earlier = EarlierExtraction(
             article_id=row["article_id"], version=row["version"], first_seen_at=row["first_seen_at"],
             crawl_id=row["crawl_id"], extractor_version=row["extractor_version"], title=row["title"],
-            body_chars=len(row["body"]), content_hash=row["content_hash"], published_at=row["published_at"], authors=tuple(row["authors"] or ()))
+            body_chars=row["body_chars"], content_hash=row["content_hash"], published_at=row["published_at"],
+            authors=tuple(row["authors"] or ()))
         planned[offset] = PlannedRecord(warc_filename, offset, row["warc_record_length"],
                                         {c: row[c] for c in _CAPTURE_COLUMNS}, earlier)
     return [planned[offset] for offset in sorted(planned)]

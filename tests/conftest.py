@@ -333,6 +333,30 @@ def published_rows(path: Path) -> int:
     raise AssertionError(f"a published file of no known kind: {path}")
 
 
+def news_archive(target: ArchiveTarget, tmp: Path, *argv: str, settings: dict | None = None,
+                 env: dict | None = None) -> subprocess.CompletedProcess:
+    """``news-archive <argv>`` in a subprocess as the README runs it, with the test settings as ``-s``, the spool and
+    the cache under ``tmp`` and the archive's environment."""
+    command = [sys.executable, "-m", "crawler.cli", *argv]
+    for name, value in {**TEST_SETTINGS, "ARCHIVE_SPOOL_DIR": str(tmp / "spool"), **(settings or {})}.items():
+        command += ["-s", f"{name}={value}"]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env=crawl_env({**target.env, "XDG_CACHE_HOME": str(tmp / "cache"), **(env or {})}))
+
+
+def crawl_news_site_into(kind: str, news_site, tmp: Path, moto_server=None) -> ArchiveTarget:
+    """One crawl of the news site (raw capture on, the default) into a fresh folder or bucket."""
+    from newssite import START_PATHS
+
+    site, _ = news_site
+    target = archive_target(kind, tmp, moto_server)
+    result = run_crawl(tmp / "unused", [site.base_url + p for p in START_PATHS],
+                       settings={"ARCHIVE_URI": target.uri, "ARCHIVE_SPOOL_DIR": str(tmp / "spool")},
+                       env={**target.env, "XDG_CACHE_HOME": str(tmp / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return target
+
+
 def load_duckdb_extension(connection, package: str, name: str) -> None:
     """Load a DuckDB extension from its PyPI package (DuckDB cannot download it here), as the README says."""
     import duckdb

@@ -8,8 +8,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ import pytest
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from conftest import REPO, TEST_SETTINGS, archive_target, crawl_env
+from conftest import REPO, archive_target, news_archive
 from crawler.localsite import LocalSite, Page
 from pipelines.backfill import parse_member
 from newssite import corpus_content_type, corpus_records
@@ -122,13 +120,9 @@ def cc_news(tmp_path_factory):
 
 
 def backfill(target, tmp, *arguments, settings: dict | None = None, env: dict | None = None):
-    """``news-archive backfill`` as the README runs it (the test settings as -s)."""
-    command = [sys.executable, "-m", "crawler.cli", "backfill", "--archive", target.uri, "--start-urls", SITES,
-               *arguments]
-    for name, value in {**TEST_SETTINGS, "ARCHIVE_SPOOL_DIR": str(tmp / "spool"), **(settings or {})}.items():
-        command += ["-s", f"{name}={value}"]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env=crawl_env({**target.env, "XDG_CACHE_HOME": str(tmp / "cache"), **(env or {})}))
+    """``news-archive backfill --archive <archive> --start-urls <the sites> ...`` as the README runs it."""
+    return news_archive(target, tmp, "backfill", "--archive", target.uri, "--start-urls", SITES, *arguments,
+                        settings=settings, env=env)
 
 
 @pytest.fixture(scope="module", params=["s3", "http", "folder"])
@@ -259,12 +253,34 @@ def test_a_killed_backfill_rerun_loses_and_repeats_nothing(kind, cc_news, tmp_pa
     assert Counter(row["reason"] for row in target.rows("rejects")) == expected["rejects"]
 
 
-def test_a_source_on_an_address_the_crawl_may_not_reach_is_refused(tmp_path):
+def test_a_source_on_an_address_the_crawl_may_not_reach_is_refused_and_the_others_are_read(cc_news, tmp_path):
+    _, _, folder, expected = cc_news
     target = archive_target("folder", tmp_path)
-    result = backfill(target, tmp_path, "http://10.0.0.1/CC-NEWS-20251107080000-00000.warc.gz")
+    result = backfill(target, tmp_path, "http://10.0.0.1/CC-NEWS-20251107080000-00000.warc.gz", str(folder),
+                      "--since", SINCE, "--until", UNTIL)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "10.0.0.1 is an address the crawl may not connect to" in result.stderr
-    assert target.rows("articles") == []
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("news-archive: the archive was not fully written: ") and \
+        "backfill: 1 WARC source(s) could not be read (see the log); a rerun reads them" in line, line
+    assert sorted(row["url"] for row in target.rows("articles")) == expected["articles"], "the other files are read"
+    [manifest] = [json.loads(target.store.get_bytes(k)) for k in target.store.list("runs/")]
+    assert manifest["status"] == "failed" and manifest["sources_done"] == sorted(str(p) for p in folder.iterdir()
+                                                                                 if "20230901" not in p.name)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--cc-news", "2025-11"], "--cc-news takes a month, YYYY/MM, not '2025-11'"),
+    (["--cc-news", "2025/13"], "--cc-news takes a month, YYYY/MM, not '2025/13'"),
+    (["./x.warc.gz", "--since", "1 Nov"], "since must be a day, YYYY-MM-DD, not '1 Nov'"),
+    ([], "give WARC files to read or a CC-NEWS month (--cc-news YYYY/MM)"),
+])
+def test_bad_arguments_are_refused_at_start_up_with_one_line(arguments, message, tmp_path):
+    target = archive_target("folder", tmp_path)
+    result = backfill(target, tmp_path, *arguments)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == f"news-archive: {message}"
+    assert not (tmp_path / "archive" / "runs").exists()
 
 
 # --- the stream cut into records (no crawl) -----------------------------------------------------------------------

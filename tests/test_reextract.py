@@ -4,14 +4,12 @@ record once by the new extractor, the latest view switched to the new rows, the 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TEST_SETTINGS, archive_target, crawl_env, duckdb_with_delta, run_crawl
-from newssite import START_PATHS
+from conftest import REPO, crawl_news_site_into, duckdb_with_delta, news_archive
 from pipelines.extract import EXTRACTOR_VERSION, extractor_version
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
@@ -21,25 +19,16 @@ TESTS = REPO / "tests"
 
 
 def reextract(target, tmp, *arguments, settings: dict | None = None, env: dict | None = None):
-    """``news-archive reextract <archive> ...`` as the README runs it (the test settings as -s)."""
-    command = [sys.executable, "-m", "crawler.cli", "reextract", target.uri, *arguments]
-    for name, value in {**TEST_SETTINGS, "ARCHIVE_SPOOL_DIR": str(tmp / "spool"), **(settings or {})}.items():
-        command += ["-s", f"{name}={value}"]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env=crawl_env({**target.env, "XDG_CACHE_HOME": str(tmp / "cache"), **(env or {})}))
+    """``news-archive reextract <archive> ...`` as the README runs it."""
+    return news_archive(target, tmp, "reextract", target.uri, *arguments, settings=settings, env=env)
 
 
-def crawled(request, news_site, tmp_path_factory, name: str):
+def crawled(kind: str, news_site, tmp_path_factory, name: str, request):
     """A crawl of the news site (raw capture on) into a fresh folder or bucket: (site, target, tmp)."""
-    site, _ = news_site
-    tmp = tmp_path_factory.mktemp(f"{name}-{request.param}")
-    target = archive_target(request.param, tmp, request.getfixturevalue("moto_server") if request.param == "s3"
-                            else None)
-    result = run_crawl(tmp / "unused", [site.base_url + p for p in START_PATHS],
-                       settings={"ARCHIVE_URI": target.uri, "ARCHIVE_SPOOL_DIR": str(tmp / "spool")},
-                       env={**target.env, "XDG_CACHE_HOME": str(tmp / "cache")})
-    assert result.returncode == 0, result.stderr[-3000:]
-    return site, target, tmp
+    tmp = tmp_path_factory.mktemp(f"{name}-{kind}")
+    target = crawl_news_site_into(kind, news_site, tmp, request.getfixturevalue("moto_server") if kind == "s3"
+                                  else None)
+    return news_site[0], target, tmp
 
 
 def manifest_of(target, crawl_id: str) -> dict:
@@ -48,21 +37,31 @@ def manifest_of(target, crawl_id: str) -> dict:
 
 
 def latest(target) -> dict[str, dict]:
-    """articles_latest as schemas/README.md defines it for DuckDB, by article id."""
+    """articles_latest as schemas/README.md defines it for DuckDB (its first query), by article id; and the same
+    rows by the view it gives Athena and Trino (the join form), which must agree."""
+    from test_schema_docs import README, _ddl_by_table, _duckdb_queries, _sections
+
+    readme = README.read_text(encoding="utf-8")
+    [duckdb_view] = [q for q in _duckdb_queries(readme).values() if "CREATE VIEW articles_latest" in q]
+    [join_view] = _ddl_by_table(_sections(readme, 2)["Querying with Athena"],
+                                r"CREATE VIEW (articles_latest) AS").values()
     connection = duckdb_with_delta(target)
-    connection.execute(f"""CREATE VIEW articles_latest AS
-        SELECT * FROM delta_scan('{target.uri}/articles')
-        QUALIFY row_number() OVER (PARTITION BY article_id
-                                   ORDER BY version DESC, fetched_at DESC, coalesce(extracted_at, fetched_at) DESC) = 1""")
-    rows = connection.sql("SELECT article_id, extractor_version, crawl_id FROM articles_latest").fetchall()
-    return {article_id: {"extractor_version": version, "crawl_id": crawl_id} for article_id, version, crawl_id in rows}
+    connection.execute(duckdb_view.replace("'archive/articles'", f"'{target.uri}/articles'").rstrip().rstrip(";"))
+    query = "SELECT article_id, version, extractor_version, crawl_id FROM articles_latest ORDER BY article_id"
+    rows = connection.sql(query).fetchall()
+    joined = duckdb_with_delta(target)
+    joined.execute(f"CREATE VIEW articles AS SELECT * FROM delta_scan('{target.uri}/articles')")
+    joined.execute(join_view.rstrip().rstrip(";"))
+    assert joined.sql(query).fetchall() == rows, "Athena's and Trino's view picks what DuckDB's picks"
+    return {article_id: {"extractor_version": version, "crawl_id": crawl_id}
+            for article_id, _, version, crawl_id in rows}
 
 
 @pytest.fixture(scope="module", params=["folder", "s3"])
 def reextracted(request, news_site, tmp_path_factory):
     """The news site crawled, then re-extracted in precision mode: (site, target, tmp, rows before, result,
     requests the site answered before the re-extraction)."""
-    site, target, tmp = crawled(request, news_site, tmp_path_factory, "reextract")
+    site, target, tmp = crawled(request.param, news_site, tmp_path_factory, "reextract", request)
     before = {d: target.rows(d) for d in ("articles", "duplicates", "rejects")}
     served = sum(site.requests.values())
     result = reextract(target, tmp, "--favor-precision")
@@ -140,7 +139,7 @@ def test_a_rerun_finds_nothing_left_to_do(reextracted):
 
 @pytest.fixture(params=["folder", "s3"])
 def fresh(request, news_site, tmp_path_factory):
-    return crawled(request, news_site, tmp_path_factory, "reextract-kill")
+    return crawled(request.param, news_site, tmp_path_factory, "reextract-kill", request)
 
 
 def test_a_killed_reextraction_rerun_ends_with_each_row_once(fresh):
@@ -190,3 +189,24 @@ def test_the_selection_limits_by_fetch_day_domain_and_extractor_version(reextrac
     assert offsets(Selection(until=days[0] - timedelta(days=1))) == set()
     assert offsets(Selection(since=days[0], until=days[-1])) == old
     assert plan_warc_files(tables, Selection(since=days[-1] + timedelta(days=1))) == []
+
+
+def test_a_record_that_cannot_be_read_back_is_a_reject_and_the_others_are_reextracted(news_site, tmp_path_factory,
+                                                                                      request):
+    site, target, tmp = crawled("folder", news_site, tmp_path_factory, "reextract-unreadable", request)
+    old = target.rows("articles")
+    victim = old[0]
+    path = Path(target.uri) / victim["warc_filename"]
+    data = bytearray(path.read_bytes())
+    data[victim["warc_record_offset"] + victim["warc_record_length"] // 2] ^= 0xFF  # inside the record's member
+    path.write_bytes(bytes(data))
+    result = reextract(target, tmp, "--favor-precision")
+    assert result.returncode == 0, result.stderr[-3000:]
+    [reject] = [row for row in target.rows("rejects") if row["reason"] == "warc_unreadable"]
+    assert (reject["url"], reject["warc_record_offset"], reject["extractor_version"]) == (
+        victim["url"], victim["warc_record_offset"], PRECISION)
+    new = [row for row in target.rows("articles") if row["extractor_version"] == PRECISION]
+    assert sorted(row["article_id"] for row in new) == sorted(r["article_id"] for r in old if r is not victim)
+    again = reextract(target, tmp, "--favor-precision")  # judged by this extractor: not tried again
+    assert again.returncode == 0 and again.stdout.startswith("re-extracted: 0 records read"), again.stdout
+    assert len([row for row in target.rows("rejects") if row["reason"] == "warc_unreadable"]) == 1

@@ -10,8 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from conftest import archive_target, run_crawl
-from newssite import START_PATHS
+from conftest import crawl_news_site_into, run_crawl
 from pipelines.warc import read_record
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
@@ -23,12 +22,8 @@ def captured(request, news_site, tmp_path_factory):
     store, rows per dataset, local copies of the WARC files)."""
     site, spec = news_site
     tmp = tmp_path_factory.mktemp(f"warc-{request.param}")
-    target = archive_target(request.param, tmp, request.getfixturevalue("moto_server") if request.param == "s3"
-                            else None)
-    result = run_crawl(tmp / "unused", [site.base_url + p for p in START_PATHS],
-                       settings={"ARCHIVE_URI": target.uri, "ARCHIVE_SPOOL_DIR": str(tmp / "spool")},
-                       env={**target.env, "XDG_CACHE_HOME": str(tmp / "cache")})
-    assert result.returncode == 0, result.stderr[-3000:]
+    target = crawl_news_site_into(request.param, news_site, tmp,
+                                  request.getfixturevalue("moto_server") if request.param == "s3" else None)
     rows = {d: target.rows(d) for d in ("articles", "duplicates", "rejects", "warc_files")}
     copies = {}
     for entry in rows["warc_files"]:
@@ -114,3 +109,32 @@ def test_fetched_duplicates_and_fetched_rejects_point_to_their_pages_too(capture
     pointers = [(r["warc_filename"], r["warc_record_offset"]) for d in ("articles", "duplicates", "rejects")
                 for r in rows[d] if r["warc_filename"]]
     assert len(pointers) == len(set(pointers)), "no two rows point to one record"
+
+
+def test_a_page_sent_gzipped_is_kept_with_its_headers_rewritten_so_that_it_replays(news_site, tmp_path):
+    """Scrapy decompresses the body: the record keeps the body read, Content-Encoding as X-Crawler-Content-Encoding
+    and the length sent as X-Crawler-Content-Length, with a true Content-Length (as StormCrawler does)."""
+    from crawler.localsite import LocalSite, Page
+    from newssite import REFERENCE_PATH
+    from pipelines.storage import LocalStore
+
+    html = news_site[1].pages[REFERENCE_PATH].body
+    sent = gzip.compress(html)
+    site = LocalSite({REFERENCE_PATH: Page(body=sent, headers={"Content-Encoding": "gzip"})})
+    base = site.start()
+    try:
+        result = run_crawl(tmp_path / "archive", [base + REFERENCE_PATH], settings={"CRAWL_MAX_LINK_DEPTH": 0})
+    finally:
+        site.stop()
+    assert result.returncode == 0, result.stderr[-3000:]
+    [row] = result.rows("articles")
+    page = read_record(LocalStore(tmp_path / "archive"), row["warc_filename"], row["warc_record_offset"],
+                       row["warc_record_length"])
+    headers = {name.lower(): value for name, value in page.headers}
+    assert page.body == html, "the body as read, decompressed"
+    assert "content-encoding" not in headers and headers["x-crawler-content-encoding"] == "gzip"
+    assert headers["x-crawler-content-length"] == str(len(sent)) and headers["content-length"] == str(len(html))
+    [path] = (tmp_path / "archive" / "warc").rglob("*.warc.gz")
+    check = subprocess.run([sys.executable, "-m", "warcio.cli", "check", "-v", str(path)], capture_output=True,
+                           text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -40,8 +40,13 @@ def check_before_crawl(settings, spider_args: dict, *, spider: str = "news") -> 
     if spider in ("news", "backfill"):
         sites_from_args(spider_args.get("start_urls"), spider_args.get("sites"))
     if spider == "backfill":
-        if not spider_args.get("sources") and not spider_args.get("cc_news"):
+        from crawler.spiders.backfill import source_list
+        from pipelines.backfill import check_month
+
+        if not source_list(spider_args.get("sources")) and not spider_args.get("cc_news"):
             raise ArchiveConfigError("give WARC files to read or a CC-NEWS month (--cc-news YYYY/MM)")
+        if spider_args.get("cc_news"):
+            check_month(spider_args["cc_news"])
         day_arg("since", spider_args.get("since"))
         day_arg("until", spider_args.get("until"))
     if spider == "reextract":

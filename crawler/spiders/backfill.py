@@ -10,7 +10,8 @@ goes on as a ``FetchedPage`` (``discovered_via`` = backfill, its WARC file and o
 through the crawl's own steps; a bad record becomes a ``rejects`` row with its reason, file and offset, and the
 rest of the file goes on.
 
-Resumable: a file listed in a completed backfill's manifest (``sources_done``) is not read again; in any other,
+Resumable: a file a complete backfill read to the end (``state/backfill/<crawl_id>.json``, beside the manifest's
+``sources_done``) is not read again; in any other,
 the records that already have a row (``articles``, ``duplicates`` or ``rejects`` with that file and offset) are
 passed over, so a killed backfill goes on where it stopped, and loses and repeats nothing.
 """
@@ -29,7 +30,7 @@ from crawler.containment import LOOK_UP, AddressPolicy
 from crawler.spiders.news import sites_from_args
 from crawler.spiders.warcpages import WarcPagesSpider, day_arg, replay_response
 from pipelines import stats
-from pipelines.archive import dataset_tables, open_store
+from pipelines.archive import BACKFILL_PREFIX, dataset_tables, open_store
 from pipelines.backfill import (BadRecord, SkippedRecord, SourceError, SourceRecord, file_day, records,
                                 warc_sources)
 from pipelines.exceptions import ArchiveConfigError
@@ -70,6 +71,20 @@ def guard_url(url: str, policy: AddressPolicy) -> None:
                           f"(ALLOW_PRIVATE_NETWORKS, CRAWL_ALLOWED_NETWORKS)")
 
 
+def source_list(sources: str | None) -> list[str]:
+    """``-a sources=``: a JSON list (what ``news-archive backfill`` passes: a URL may hold a comma) or
+    comma-separated paths and URIs."""
+    if not sources:
+        return []
+    if sources.lstrip().startswith("["):
+        try:
+            listed = json.loads(sources)
+        except ValueError:
+            raise ArchiveConfigError(f"-a sources is not a JSON list: {sources[:200]!r}") from None
+        return [str(source) for source in listed if str(source).strip()]
+    return [source.strip() for source in sources.split(",") if source.strip()]
+
+
 class BackfillSpider(WarcPagesSpider):
     name = "backfill"
     custom_settings = {"ARCHIVE_WARC_ENABLED": False, "ARCHIVE_JOB": "backfill"}
@@ -77,7 +92,7 @@ class BackfillSpider(WarcPagesSpider):
     def __init__(self, sources: str | None = None, cc_news: str | None = None, sites: str | None = None,
                  start_urls: str | None = None, since: str | None = None, until: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.sources = [s for s in (sources or "").split(",") if s.strip()]
+        self.sources = source_list(sources)
         self.cc_news = cc_news or None
         if not self.sources and not self.cc_news:
             raise ArchiveConfigError("give WARC files to read (-a sources=PATH,URI,...) or a CC-NEWS month (-a cc_news=YYYY/MM)")
@@ -90,6 +105,7 @@ class BackfillSpider(WarcPagesSpider):
         self.archive_args = {"sources": sources, "cc_news": cc_news, "sites": sites, "start_urls": start_urls,
                              "since": since, "until": until}
         self.sources_done: list[str] = []
+        self.sources_failed: set[str] = set()
 
     def keep(self, url: str) -> bool:
         host = (urlsplit(url).hostname or "").lower().rstrip(".")
@@ -129,15 +145,15 @@ class BackfillSpider(WarcPagesSpider):
             return source.read()
 
     def done_sources(self, store) -> set[str]:
-        """Files a completed backfill read to the end (its manifest's ``sources_done``)."""
+        """Files a complete backfill read to the end (``state/backfill/<crawl_id>.json``, written with its manifest
+        once all its rows were committed). An unreadable one is passed over: its files are read again, and their
+        records that have a row are skipped."""
         done = set()
-        for key in store.list("runs/"):
+        for key in store.list(BACKFILL_PREFIX):
             try:
-                manifest = json.loads(store.get_bytes(key))
-            except (OSError, ValueError):
-                continue
-            if manifest.get("status") == "complete":
-                done.update(manifest.get("sources_done") or [])
+                done.update(json.loads(store.get_bytes(key))["sources_done"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                logger.warning("backfill: %s is unreadable (%s); the files it names are read again", key, exc)
         return done
 
     # --- the run -----------------------------------------------------------------------------------------------
@@ -167,6 +183,8 @@ class BackfillSpider(WarcPagesSpider):
             async for item in self._source(uri, tables):
                 yield item
             await self._drained()  # every page of the file is written (not yet committed: the manifest says so)
+            if uri in self.sources_failed:  # not read to the end: a rerun reads it again
+                continue
             self.sources_done.append(uri)
             self.crawler.stats.set_value(stats.BACKFILL_SOURCES_DONE, list(self.sources_done))
 
@@ -176,7 +194,7 @@ class BackfillSpider(WarcPagesSpider):
             stream = await asyncio.to_thread(self.open_source, uri)
         except SourceError as exc:
             logger.error("backfill: %s", exc)
-            self.crawler.stats.inc_value(stats.BACKFILL_SOURCES_FAILED)
+            self._failed(uri)
             return
         logger.info("backfill: reading %s (%d record(s) already archived)", uri, len(judged))
         outcomes = records(stream.read, keep=self.keep, max_bytes=self.settings.getint("EXTRACT_MAX_HTML_BYTES"),
@@ -198,9 +216,13 @@ class BackfillSpider(WarcPagesSpider):
                     yield self._page(uri, outcome)
         except (OSError, ValueError) as exc:  # the stream itself failed: the file's other records wait for a rerun
             logger.error("backfill: reading %s failed: %s", uri, exc)
-            self.crawler.stats.inc_value(stats.BACKFILL_SOURCES_FAILED)
+            self._failed(uri)
         finally:
             stream.close()
+
+    def _failed(self, uri: str) -> None:
+        self.sources_failed.add(uri)
+        self.crawler.stats.inc_value(stats.BACKFILL_SOURCES_FAILED)
 
     def _page(self, uri: str, record: SourceRecord) -> FetchedPage:
         response = replay_response(record.url, record.status, record.headers, record.body)
