@@ -11,20 +11,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from charset_normalizer import from_bytes
 from lxml import etree
 from scrapy.http import Response, TextResponse
 from scrapy.utils._compression import _DecompressionMaxSizeExceeded
 from scrapy.utils.gz import gunzip
 from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
-from w3lib.encoding import html_body_declared_encoding, http_content_type_encoding, read_bom
 
 _ROBOTS_LINE = re.compile(rb"^\s*(user-agent|disallow|allow|sitemap|crawl-delay)\s*:", re.I | re.M)
 _XML_ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(urlset|sitemapindex|rss|RDF|feed|html)\b")
 _HTML_START = re.compile(rb"<(!doctype\s+html|html|head|body)\b", re.I)
 #: what PDFs, images, archives and JSON start with: not HTML, whatever the Content-Type says
 _NOT_MARKUP = re.compile(rb"^(%PDF-|PK\x03\x04|\x89PNG|GIF8|\xff\xd8\xff|\x1f\x8b|[{\[])")
-_DETECT_BYTES = 256 * 1024  #: how much of an undeclared page the encoding tie-break reads
 _XML_PARSER_ARGS = dict(resolve_entities=False, no_network=True, recover=True, huge_tree=False, remove_comments=True)
 
 
@@ -47,30 +44,6 @@ def xml_body(response: Response, max_size: int) -> bytes:
         except _DecompressionMaxSizeExceeded as exc:
             raise DocumentTooLarge(f"gzip body unpacks to more than {max_size} bytes") from exc
     return body
-
-
-def page_text(response: TextResponse) -> str:
-    """The page as text: Scrapy's decoding (BOM, then the header's charset, then the meta tag's, then
-    UTF-8, then detection), except that an undeclared page read by detection is windows-1252 whenever
-    that fits as well as the detector's pick: the detector breaks ties among single-byte code pages by
-    order, and its cp1250 turned a French "coûte" into "coűte". windows-1252 is what browsers assume."""
-    text = response.text
-    if response.encoding in ("ascii", "utf-8", "cp1252") or _declared_encoding(response):
-        return text
-    matches = from_bytes(response.body[:_DETECT_BYTES])
-    best = matches.best()
-    western = next((m for m in matches if "cp1252" in m.could_be_from_charset), None)
-    if best is None or western is None:
-        return text
-    if (western.chaos, -western.coherence) <= (best.chaos, -best.coherence):
-        return response.body.decode("cp1252", errors="replace")
-    return text
-
-
-def _declared_encoding(response: TextResponse) -> str | None:
-    content_type = response.headers.get(b"Content-Type", b"").decode("latin-1")
-    return read_bom(response.body)[0] or http_content_type_encoding(content_type) or html_body_declared_encoding(
-        response.body)
 
 
 def document_kind(response: Response, body: bytes) -> str:

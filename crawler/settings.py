@@ -60,7 +60,7 @@ DEDUP_NEAR_WINDOW_DAYS = 30  # near-duplicates are searched among articles fetch
 # --- raw capture (WARC) ------------------------------------------------------------------------------------------
 ARCHIVE_WARC_ENABLED = True  # every page handed to extraction kept as WARC/1.1 under <archive>/warc/
 ARCHIVE_WARC_MAX_FILE_BYTES = 2**30  # a WARC file is rolled at this size (1 GiB, as Common Crawl does)
-ARCHIVE_WARC_GZIP_LEVEL = 6  # zlib level of each record's gzip member (warcio's own is 9: ~60 % more CPU, <1 % smaller)
+ARCHIVE_WARC_GZIP_LEVEL = 6  # deflate level (zlib-ng) of each record's gzip member (benchmarks/warc_gzip.py)
 
 # --- re-extraction and backfill (news-archive reextract, news-archive backfill) -----------------------------------
 ARCHIVE_JOB = "crawl"  # what the run is (crawl, reextract, backfill), set by its spider; in the manifest
@@ -148,6 +148,9 @@ DOWNLOADER_MIDDLEWARES = {
     "crawler.known.KnownRedirectFilter": 650,
     "crawler.reachability.StartUrlReachability": 950,  # next to the downloader: sees every answer
     "crawler.received.ReceivedHeaders": 940,  # the headers as received, before decompression rewrites them
+    # meta refresh read from the page's first 16 KiB, not from the whole page decoded in the crawler
+    "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
+    "crawler.metarefresh.HeadMetaRefreshMiddleware": 580,
 }
 # Skip what is known: after the depth and URL-length filters (900, 800), so what it counts as requested is sent
 SPIDER_MIDDLEWARES = {

@@ -3,8 +3,9 @@
 The core, ``extract_page``, is a pure function over the decoded HTML and its
 URL with trafilatura options built once (``build_options``); the same function
 serves a backfill script or a benchmark. ``ExtractPipeline`` adapts it to
-Scrapy: a ``FetchedPage`` goes in, an ``ArticleRecord`` or ``RejectRecord``
-comes out, and every outcome is counted.
+Scrapy: a ``FetchedPage`` goes in (its body as received: a worker decodes it,
+``pipelines.decode``), an ``ArticleRecord`` or ``RejectRecord`` comes out, and
+every outcome is counted.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from trafilatura.xml import xmltotxt
 from pipelines.records import ArticleRecord, FetchedPage, RejectRecord
 from pipelines import fingerprints, stats
 from pipelines.dates import parse_date_statement
+from pipelines.decode import page_text
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.pagemeta import PageMeta, read_page_meta
 from pipelines.pagetype import classify_page, text_weight
@@ -273,10 +275,16 @@ def init_worker(favor_precision: bool) -> None:
     _worker_options = build_options(favor_precision=favor_precision)
 
 
-def extract_task(html: str, url: str, min_chars: int, now: datetime) -> Extraction:
-    """One page, in a worker process; the CPU time it took is returned with the outcome."""
+def extract_task(body: bytes, content_type: str | None, url: str, min_chars: int, now: datetime) -> Extraction:
+    """One page as received, in a worker process: decoded there (``pipelines.decode``), then extracted; the CPU
+    time it took is returned with the outcome."""
+    return _timed_extraction(body, content_type, url, _worker_options, min_chars, now)
+
+
+def _timed_extraction(body: bytes, content_type: str | None, url: str, options: Extractor, min_chars: int,
+                      now: datetime) -> Extraction:
     started = time.process_time()
-    extraction = extract_page(html, url, _worker_options, min_chars=min_chars, now=now)
+    extraction = extract_page(page_text(body, content_type), url, options, min_chars=min_chars, now=now)
     return dataclasses.replace(extraction, cpu_seconds=time.process_time() - started)
 
 
@@ -346,11 +354,11 @@ class ExtractPipeline:
             return item
         self.stats.inc(stats.PAGES_EXTRACTED)
         now = datetime.now(timezone.utc)
-        size = item.body_bytes or len(item.html)  # no re-encoding of every page on the reactor thread
+        size = len(item.body)
         if size > self.max_html_bytes:
             extraction = Extraction(None, "too_large", f"{size} bytes of HTML, over EXTRACT_MAX_HTML_BYTES")
         elif self.pool is None:
-            extraction = extract_task_inline(item, self.options, self.min_chars, now)
+            extraction = _timed_extraction(item.body, item.content_type, item.url, self.options, self.min_chars, now)
         else:
             extraction = await self._extract_in_pool(item, now)
         self.cpu_seconds += extraction.cpu_seconds
@@ -384,7 +392,7 @@ class ExtractPipeline:
         return record
 
     async def _extract_in_pool(self, item: FetchedPage, now: datetime) -> Extraction:
-        future = self.pool.schedule(self.task, args=(item.html, item.url, self.min_chars, now), timeout=self.timeout)
+        future = self.pool.schedule(self.task, args=(item.body, item.content_type, item.url, self.min_chars, now), timeout=self.timeout)
         self.in_flight += 1
         self.stats.max(stats.EXTRACT_MAX_IN_FLIGHT, self.in_flight)
         try:
@@ -464,9 +472,3 @@ def _day_setting(settings, name: str) -> date | None:
         return date.fromisoformat(str(value))
     except ValueError:
         raise ArchiveConfigError(f"{name} must be a day, YYYY-MM-DD, not {value!r}") from None
-
-
-def extract_task_inline(item: FetchedPage, options: Extractor, min_chars: int, now: datetime) -> Extraction:
-    started = time.process_time()
-    extraction = extract_page(item.html, item.url, options, min_chars=min_chars, now=now)
-    return dataclasses.replace(extraction, cpu_seconds=time.process_time() - started)

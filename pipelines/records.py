@@ -22,8 +22,9 @@ class FetchedPage:
     url: str  #: URL fetched, after redirects
     request_url: str  #: URL as requested (before redirects)
     canonical_url: str  #: canonical form of ``url`` (tracking parameters and fragment removed)
-    html: str  #: page decoded by Scrapy (header, BOM, meta, then detection)
-    body_bytes: int = 0  #: size of the response body as received (0: unknown, then len(html) stands in)
+    #: the response body as received, after Content-Encoding (the extraction worker decodes it: pipelines.decode)
+    body: bytes
+    content_type: str | None = None  #: the Content-Type header, for the charset it may declare
     http_status: int
     fetched_at: datetime  #: UTC
     discovered_via: str  #: start, link, feed or sitemap

@@ -63,7 +63,7 @@ def _running(pid: int) -> bool:
         return False
 
 
-def held_extract_task(html, url, min_chars, now, *, pattern: str, release: str, announce: str, crawler: int):
+def held_extract_task(body, content_type, url, min_chars, now, *, pattern: str, release: str, announce: str, crawler: int):
     """``extract_task``, held first when ``url`` matches ``pattern`` (in the worker process)."""
     if re.search(pattern, url):
         if announce:
@@ -72,7 +72,7 @@ def held_extract_task(html, url, min_chars, now, *, pattern: str, release: str, 
             if not _running(crawler):  # killed: nothing waits for this page (the fork server outlives its workers)
                 os._exit(0)
             time.sleep(0.02)
-    return _extract_task(html, url, min_chars, now)
+    return _extract_task(body, content_type, url, min_chars, now)
 
 
 class HeldExtraction:

@@ -6,15 +6,15 @@ import time
 from pipelines.extract import extract_task
 
 
-def misbehaving_task(html, url, min_chars, now):
-    if "HANG-HERE" in html:
+def misbehaving_task(body, content_type, url, min_chars, now):
+    if b"HANG-HERE" in body:
         time.sleep(60)
-    if "CRASH-HERE" in html:
+    if b"CRASH-HERE" in body:
         os._exit(3)
-    return extract_task(html, url, min_chars, now)
+    return extract_task(body, content_type, url, min_chars, now)
 
 
-def worker_facts_task(html, url, min_chars, now):
+def worker_facts_task(body, content_type, url, min_chars, now):
     """What a freshly forked worker already holds, reported as the detail of a made-up outcome."""
     import gc
     import json

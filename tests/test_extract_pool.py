@@ -16,7 +16,7 @@ from test_extract import ARTICLE_HEAD, URL, article_html
 
 def page(marker: str = "", n: int = 0) -> FetchedPage:
     html = article_html(head=ARTICLE_HEAD).replace("</article>", f"<p>{marker} story {n}</p></article>")
-    return FetchedPage(url=URL.replace("breakwater", f"breakwater-{n}"), request_url=URL, canonical_url=URL, html=html,
+    return FetchedPage(url=URL.replace("breakwater", f"breakwater-{n}"), request_url=URL, canonical_url=URL, body=html.encode(),
                        http_status=200, fetched_at=datetime.now(timezone.utc), discovered_via="link")
 
 
@@ -70,9 +70,8 @@ def test_oversized_page_is_not_extracted():
     [result] = run(pipeline, [page(n=1)])
     assert isinstance(result, RejectRecord) and result.reason == "too_large"
     small = page(n=2)
-    small.html = "<html><body><p>tiny</p></body></html>"
-    small.body_bytes = 5000  # the size as received counts, not the decoded text
-    [result] = run(ExtractPipeline(crawl_id="run", min_chars=300, workers=0, max_html_bytes=1000), [small])
+    small.body = "<html><body><p>tiny</p></body></html>".encode("utf-16")  # bytes as received count, not characters
+    [result] = run(ExtractPipeline(crawl_id="run", min_chars=30, workers=0, max_html_bytes=40), [small])
     assert isinstance(result, RejectRecord) and result.reason == "too_large"
 
 

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from crawler.containment import LOOK_UP, AddressPolicy
 from crawler.spiders.news import sites_from_args
-from crawler.spiders.warcpages import WarcPagesSpider, day_arg, replay_response
+from crawler.spiders.warcpages import WarcPagesSpider, content_type, day_arg, replay_response
 from pipelines import stats
 from pipelines.archive import BACKFILL_PREFIX, dataset_tables, open_store
 from pipelines.backfill import (BadRecord, SkippedRecord, SourceError, SourceRecord, file_day, records,
@@ -228,7 +228,8 @@ class BackfillSpider(WarcPagesSpider):
         response = replay_response(record.url, record.status, record.headers, record.body)
         return FetchedPage(
             url=record.url, request_url=record.url, canonical_url=canonicalize_url(record.url),
-            html=self.page_text(response), body_bytes=len(record.body), http_status=record.status,
+            body=record.body, content_type=content_type(record.headers),
+            http_status=record.status,
             fetched_at=record.warc_date, discovered_via="backfill", source_url=None,
             http_etag=response.headers.get(b"ETag", b"").decode("latin-1")[:500] or None,
             http_last_modified=response.headers.get(b"Last-Modified", b"").decode("latin-1")[:500] or None,

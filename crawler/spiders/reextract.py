@@ -19,7 +19,7 @@ import asyncio
 import logging
 from datetime import datetime, timezone
 
-from crawler.spiders.warcpages import WarcPagesSpider, day_arg, replay_response
+from crawler.spiders.warcpages import WarcPagesSpider, content_type, day_arg
 from pipelines import stats
 from pipelines.archive import dataset_tables, open_store
 from pipelines.exceptions import ArchiveConfigError
@@ -87,8 +87,8 @@ class ReextractSpider(WarcPagesSpider):
             url=capture["url"],
             request_url=redirects[0] if redirects else capture["url"],
             canonical_url=canonicalize_url(capture["url"]),
-            html=self.page_text(replay_response(raw.url, raw.status, raw.headers, raw.body)),
-            body_bytes=len(raw.body),
+            body=raw.body,
+            content_type=content_type(raw.headers),
             http_status=capture["http_status"],
             fetched_at=capture["fetched_at"],
             discovered_via=capture["discovered_via"],

@@ -15,7 +15,6 @@ import scrapy
 from scrapy import signals
 from scrapy.http import HtmlResponse
 
-from crawler import documents
 from crawler.spiders.news import new_crawl_id
 from pipelines.exceptions import ArchiveConfigError
 
@@ -38,6 +37,11 @@ def replay_response(url: str, status: int, headers: list[tuple[str, str]], body:
     kept = [(name, value) for name, value in headers if name.lower() not in _TRANSPORT_HEADERS
             and not name.lower().startswith("x-crawler-")]
     return HtmlResponse(url=url, status=status, headers=kept, body=body)
+
+
+def content_type(headers: list[tuple[str, str]]) -> str | None:
+    """A record's Content-Type header (the first), for the charset it may declare."""
+    return next((value[:500] for name, value in headers if name.lower() == "content-type"), None)
 
 
 class WarcPagesSpider(scrapy.Spider):
@@ -75,7 +79,3 @@ class WarcPagesSpider(scrapy.Spider):
     async def _drained(self) -> None:
         """Until every page handed on has been written (or dropped)."""
         await self._wait_for_room(1)
-
-    @staticmethod
-    def page_text(response: HtmlResponse) -> str:
-        return documents.page_text(response)

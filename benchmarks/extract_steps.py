@@ -1,0 +1,97 @@
+"""Where a page's CPU goes: each step of the archive's extraction, and ``trafilatura.extract`` alone, per page.
+
+Generates the pages ``benchmarks/throughput.py`` serves (real corpus layouts, paragraphs replaced by sentences
+drawn from the whole corpus) and times, in this one process, each step the archive runs on a page, in the order
+it runs them, then the plain inline spider's ``trafilatura.extract(html)`` on the same pages. CPU time
+(``time.process_time``), milliseconds per page, means over the pages; compare the steps with each other and with
+the inline call of the same run (the machine is shared and noisy). Run:
+
+    python benchmarks/extract_steps.py --pages 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import sys
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import trafilatura  # noqa: E402
+from scrapy.http import HtmlResponse  # noqa: E402
+from trafilatura.core import trafilatura_sequence  # noqa: E402
+from trafilatura.metadata import extract_metadata  # noqa: E402
+from trafilatura.utils import load_html  # noqa: E402
+
+from pipelines import extract, fingerprints  # noqa: E402
+from pipelines.pagemeta import read_page_meta  # noqa: E402
+from pipelines.warc import LevelWARCWriter  # noqa: E402
+from throughput import load_corpus, make_page  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=300)
+    args = parser.parse_args()
+    layouts, sentences = load_corpus()
+    pages = [make_page(number, layouts, sentences) for number in range(args.pages)]
+    options = extract.build_options()
+    now = datetime.now(timezone.utc)
+    spent: dict[str, float] = defaultdict(float)
+
+    def timed(name, function, *call_args, **call_kwargs):
+        started = time.process_time()
+        result = function(*call_args, **call_kwargs)
+        spent[name] += time.process_time() - started
+        return result
+
+    from copy import copy
+
+    for number, body in enumerate(pages):
+        url = f"http://127.0.0.1/a/{number}/story-{number}-archive-benchmark/"
+        response = HtmlResponse(url, body=body, headers={"Content-Type": "text/html"})
+        html = timed("decode the body (response.text)", lambda: response.text)
+        timed("whole extract_page", extract.extract_page, html, url, options, min_chars=300, now=now)
+        tree = timed("parse (load_html)", load_html, html)
+        timed("nesting check", tree.xpath, f"boolean(//*[count(ancestor::*) >= {extract.PARSER_MAX_DEPTH}])")
+        meta = timed("page metadata (read_page_meta)", read_page_meta, tree)
+        working = timed("copy of the tree (bare_extraction)", copy, tree)
+        document = timed("trafilatura metadata (extract_metadata)", extract_metadata, working, url,
+                         options.date_params, options.fast, options.author_blacklist)
+        postbody, _, _, _ = timed("trafilatura main text (trafilatura_sequence)", trafilatura_sequence, working,
+                                  options, url)
+        title = extract.article_title(meta.jsonld_headline or document.title, document.sitename, url)
+        text = timed("body text (body_text)", extract.body_text, postbody, title)
+        timed("link density (classify_page)", lambda: meta.link_density)
+        timed("SHA-256 of the normalised body", fingerprints.content_hash, text)
+        timed("SimHash", fingerprints.simhash, text)
+        timed("gzip of the WARC record (level 6)", _warc_record, body, url)
+        timed("inline spider: trafilatura.extract", trafilatura.extract, html, url=url)
+
+    per_page = {name: 1000 * seconds / len(pages) for name, seconds in spent.items()}
+    print(f"{len(pages)} pages, mean {sum(map(len, pages)) / len(pages) / 1024:.0f} KiB; CPU ms per page")
+    for name, ms in per_page.items():
+        print(f"  {name:48s} {ms:6.2f}")
+    inline = per_page["inline spider: trafilatura.extract"]
+    print(f"extract_page / trafilatura.extract: {per_page['whole extract_page'] / inline:.2f}")
+
+
+def _warc_record(body: bytes, url: str) -> int:
+    from warcio.statusandheaders import StatusAndHeaders
+
+    out = io.BytesIO()
+    writer = LevelWARCWriter(out, level=6)
+    headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
+    writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers))
+    return hashlib.sha1(out.getvalue()).digest()[0]
+
+
+if __name__ == "__main__":
+    main()
