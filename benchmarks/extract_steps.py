@@ -18,6 +18,7 @@ import sys
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
+from copy import copy
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,13 +26,14 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import trafilatura  # noqa: E402
-from scrapy.http import HtmlResponse  # noqa: E402
 from trafilatura.core import trafilatura_sequence  # noqa: E402
 from trafilatura.metadata import extract_metadata  # noqa: E402
 from trafilatura.utils import load_html  # noqa: E402
 
 from pipelines import extract, fingerprints  # noqa: E402
+from pipelines.decode import page_text  # noqa: E402
 from pipelines.pagemeta import read_page_meta  # noqa: E402
+from pipelines.pagetype import classify_page, text_weight  # noqa: E402
 from pipelines.warc import LevelWARCWriter  # noqa: E402
 from throughput import load_corpus, make_page  # noqa: E402
 
@@ -52,12 +54,9 @@ def main() -> None:
         spent[name] += time.process_time() - started
         return result
 
-    from copy import copy
-
     for number, body in enumerate(pages):
         url = f"http://127.0.0.1/a/{number}/story-{number}-archive-benchmark/"
-        response = HtmlResponse(url, body=body, headers={"Content-Type": "text/html"})
-        html = timed("decode the body (response.text)", lambda: response.text)
+        html = timed("decode the body (pipelines.decode)", page_text, body, "text/html")
         timed("whole extract_page", extract.extract_page, html, url, options, min_chars=300, now=now)
         tree = timed("parse (load_html)", load_html, html)
         timed("nesting check", tree.xpath, f"boolean(//*[count(ancestor::*) >= {extract.PARSER_MAX_DEPTH}])")
@@ -69,7 +68,7 @@ def main() -> None:
                                   options, url)
         title = extract.article_title(meta.jsonld_headline or document.title, document.sitename, url)
         text = timed("body text (body_text)", extract.body_text, postbody, title)
-        timed("link density (classify_page)", lambda: meta.link_density)
+        timed("page type (classify_page)", classify_page, url, meta, text_weight(text), min_chars=300)
         timed("SHA-256 of the normalised body", fingerprints.content_hash, text)
         timed("SimHash", fingerprints.simhash, text)
         timed("gzip of the WARC record (level 6)", _warc_record, body, url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from scrapy.downloadermiddlewares.redirect import MetaRefreshMiddleware
 from scrapy.http import HtmlResponse, Request
-from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 
 from crawler.metarefresh import HeadMetaRefreshMiddleware
