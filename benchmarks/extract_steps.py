@@ -12,7 +12,6 @@ the inline call of the same run (the machine is shared and noisy). Run:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import sys
 import time
@@ -29,21 +28,21 @@ import trafilatura  # noqa: E402
 from trafilatura.core import trafilatura_sequence  # noqa: E402
 from trafilatura.metadata import extract_metadata  # noqa: E402
 from trafilatura.utils import load_html  # noqa: E402
+from warcio.statusandheaders import StatusAndHeaders  # noqa: E402
 
 from pipelines import extract, fingerprints  # noqa: E402
 from pipelines.decode import page_text  # noqa: E402
 from pipelines.pagemeta import read_page_meta  # noqa: E402
 from pipelines.pagetype import classify_page, text_weight  # noqa: E402
 from pipelines.warc import LevelWARCWriter  # noqa: E402
-from throughput import load_corpus, make_page  # noqa: E402
+from throughput import make_pages  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=300)
     args = parser.parse_args()
-    layouts, sentences = load_corpus()
-    pages = [make_page(number, layouts, sentences) for number in range(args.pages)]
+    pages = make_pages(args.pages)
     options = extract.build_options()
     now = datetime.now(timezone.utc)
     spent: dict[str, float] = defaultdict(float)
@@ -83,13 +82,11 @@ def main() -> None:
 
 
 def _warc_record(body: bytes, url: str) -> int:
-    from warcio.statusandheaders import StatusAndHeaders
-
     out = io.BytesIO()
     writer = LevelWARCWriter(out, level=6)
     headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
     writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers))
-    return hashlib.sha1(out.getvalue()).digest()[0]
+    return out.tell()
 
 
 if __name__ == "__main__":

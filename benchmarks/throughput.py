@@ -107,6 +107,12 @@ def make_page(number: int, layouts: list[bytes], sentences: list[str]) -> bytes:
     return _PARAGRAPH.sub(fill, layout)
 
 
+def make_pages(count: int) -> list[bytes]:
+    """The first ``count`` pages the benchmark site serves, for benchmarks that time one step on them."""
+    layouts, sentences = load_corpus()
+    return [make_page(number, layouts, sentences) for number in range(count)]
+
+
 class LazySite(dict):
     """Pages made on first request (and then kept), so start-up does not wait for N pages."""
 

@@ -26,7 +26,7 @@ from warcio.statusandheaders import StatusAndHeaders  # noqa: E402
 from warcio.warcwriter import GzippingWrapper, WARCWriter  # noqa: E402
 
 from pipelines.warc import LevelWARCWriter  # noqa: E402
-from throughput import load_corpus, make_page  # noqa: E402
+from throughput import make_pages  # noqa: E402
 
 
 class _Zlib6(GzippingWrapper):
@@ -58,8 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=200)
     args = parser.parse_args()
-    layouts, sentences = load_corpus()
-    pages = [make_page(number, layouts, sentences) for number in range(args.pages)]
+    pages = make_pages(args.pages)
     print(f"{len(pages)} pages, mean {sum(map(len, pages)) / len(pages) / 1024:.0f} KiB")
     for name, make_writer in (
         ("warcio's WARCWriter, zlib level 9", lambda out: WARCWriter(out, gzip=True)),
