@@ -43,7 +43,7 @@ ARCHIVE_S3_MULTIPART_CHUNKSIZE = 16 * 2**20
 # --- extraction ----------------------------------------------------------------------------------------------
 EXTRACT_MIN_CHARS = 300  # shorter bodies are not articles (CJK characters count three)
 EXTRACT_FAVOR_PRECISION = False
-EXTRACT_WORKERS = -1  # extraction processes; -1: one per core; 0: extract in the crawler's own process
+EXTRACT_WORKERS = -1  # extraction processes; -1: one per CPU the container may use (its CPU limit, affinity); 0: extract in the crawler's own process
 EXTRACT_TIMEOUT = 20  # seconds one page may take; then its worker is killed and replaced
 EXTRACT_MAX_HTML_BYTES = 5 * 2**20  # larger pages are dropped without being parsed
 EXTRACT_MAX_TASKS_PER_WORKER = 100  # a worker is replaced after this many pages, so its memory stays flat
@@ -76,8 +76,16 @@ ARCHIVE_VACUUM_RETAIN_HOURS = 168  # vacuum deletes files no table version of th
 
 # --- state across runs (kept in <archive>/state/) ------------------------------------------------------------
 ARCHIVE_STATE_SNAPSHOT_FILES = 200  # write a new state snapshot when this many data files are not covered
+# While a run goes on, read what other writers (crawl workers of other shards) committed this often, so that an
+# article one of them archived minutes ago is a duplicate here, not a second row; 0: only at start.
+ARCHIVE_STATE_REFRESH_SECONDS = 300
 
 # --- crawling ------------------------------------------------------------------------------------------------
+# Sharding by site (crawler/shards.py): worker i of N crawls only the sites whose registered domain hashes to i.
+# CRAWL_SHARD="i/N"; or, in a Kubernetes Indexed Job, CRAWL_SHARDS=N and the JOB_COMPLETION_INDEX it sets.
+CRAWL_SHARD = os.environ.get("CRAWL_SHARD", "")
+CRAWL_SHARDS = os.environ.get("CRAWL_SHARDS", "")
+JOB_COMPLETION_INDEX = os.environ.get("JOB_COMPLETION_INDEX", "")
 CRAWL_MAX_LINK_DEPTH = 3  # HTML link hops from a start page (feed and sitemap entries are fetched, not followed)
 CRAWL_MAX_LINKS_PER_PAGE = 1000  # links followed from one page (the first ones); a page of 50,000 links blocks no one
 CRAWL_REVISIT_AFTER_DAYS = 0  # >0: article URLs archived this many days ago are fetched again (conditionally)

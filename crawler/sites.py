@@ -40,6 +40,11 @@ class Site:
     def domains(self) -> set[str]:
         return {registered_domain(url) for url in self.start_urls}
 
+    @property
+    def shard_key(self) -> str:
+        """What decides the site's crawl shard (``crawler/shards.py``): its smallest registered domain."""
+        return min(self.domains)
+
     def allows(self, url: str) -> bool:
         """Whether the URL rules admit ``url`` (start URLs, feeds and sitemaps are not subject to them)."""
         if any(pattern.search(url) for pattern in self.deny):

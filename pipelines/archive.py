@@ -112,7 +112,7 @@ class ArchivePipeline:
     def __init__(self, *, store, crawl_id: str, spool_root: Path, writer_options: dict, settings_record: dict,
                  upload_threads: int = 2, stats_collector=None, near_distance: int = 7, near_window_days: int = 30,
                  snapshot_files: int = 200, warc_max_bytes: int | None = None, robots: str = "obey",
-                 warc_gzip_level: int = 6) -> None:
+                 warc_gzip_level: int = 6, state_refresh_seconds: float = 0) -> None:
         self.store = store
         self.crawl_id = check_crawl_id(crawl_id)
         self.spool_root = spool_root
@@ -150,6 +150,9 @@ class ArchivePipeline:
         self._warc_uploads: list[Future] = []  #: every WARC file's publication: a data file waits for those before it
         self._loop = None
         self._reactor_thread = None
+        self.state_refresh_seconds = state_refresh_seconds  #: 0: the state of earlier runs is read once, at start
+        self._refresh_tables: dict[str, DatasetTable] | None = None  #: the refresh's own table objects
+        self._refresh_task: asyncio.Task | None = None
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -180,6 +183,7 @@ class ArchivePipeline:
             else None,
             robots="obey" if settings.getbool("ROBOTSTXT_OBEY") else "ignore",
             warc_gzip_level=settings.getint("ARCHIVE_WARC_GZIP_LEVEL"),
+            state_refresh_seconds=settings.getfloat("ARCHIVE_STATE_REFRESH_SECONDS"),
         )
         crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
         return pipeline
@@ -238,6 +242,52 @@ class ArchivePipeline:
         logger.info("state of earlier runs: %d article rows, %d documents (%s)", len(earlier_runs.archived),
                     len(earlier_runs.discovery), json.dumps(earlier_runs.archived.loaded_from))
         self.stats.set(stats.STATE_ROWS, len(earlier_runs.archived))
+        if self.state_refresh_seconds > 0 and self._loop is not None and self._refresh_task is None:
+            self._refresh_task = self._loop.create_task(self._refresh_regularly())
+
+    # --- while running: what other writers commit meanwhile ---------------------------------------------------
+
+    async def _refresh_regularly(self) -> None:
+        while True:
+            await asyncio.sleep(self.state_refresh_seconds)
+            await self.refresh_state()
+
+    async def refresh_state(self) -> int:
+        """Read the data files other writers (crawl workers of other shards, other runs) committed since the state
+        was loaded, so that what they archived is a duplicate here, not a second row; the number of files read.
+        A failure is logged and counted; the state stays as it was (the dedup stage catches what slips through)."""
+        if self.earlier_runs is None or not self.tables:
+            return 0
+        current = self.earlier_runs
+        try:
+            refreshed = await asyncio.to_thread(self._read_new_commits, current.archived)
+        except Exception as exc:
+            logger.warning("could not read the archive's new commits (the state stays as it was): %s",
+                           redact(str(exc)))
+            self.stats.inc(stats.STATE_REFRESH_FAILED)
+            return 0
+        self.stats.inc(stats.STATE_REFRESHES)
+        if refreshed is None or self.earlier_runs is not current:
+            return 0
+        files = refreshed.loaded_from["refreshed_files"] - current.archived.loaded_from.get("refreshed_files", 0)
+        self.earlier_runs = dataclasses.replace(current, archived=refreshed)  # on the reactor: lookups see one or the other
+        self.stats.inc(stats.STATE_REFRESHED_FILES, files)
+        self.stats.inc(stats.STATE_REFRESHED_ROWS, len(refreshed) - len(current.archived))
+        logger.info("state: read %d file(s) other writers committed (%d article rows)", files,
+                    len(refreshed) - len(current.archived))
+        return files
+
+    def _read_new_commits(self, archived):
+        """In a thread: the state with the files the tables gained since, this run's own left out (None: none)."""
+        if self._refresh_tables is None:  # not the committing tables: those belong to the upload threads
+            self._refresh_tables = dataset_tables(self.store)
+        keys, versions = table_keys(self._refresh_tables)
+        own = f"{self.crawl_id}-"
+        delta = {dataset: [key for key in unread if not key.rsplit("/", 1)[-1].startswith(own)]
+                 for dataset, unread in archived.unread(keys).items()}
+        if not any(delta.values()):
+            return None
+        return archived.with_files(delta, table_versions=versions, near_window_days=self.near_window_days)
 
     def _recover_leftovers(self) -> None:
         """Publish what earlier runs left in the spool (same keys), their manifests last. Runs in a thread."""
@@ -478,6 +528,8 @@ class ArchivePipeline:
     # the steps before this one close after it).
 
     async def spider_closed(self, spider, reason: str) -> None:
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
         self.close_files()
         await asyncio.to_thread(self.warc_executor.shutdown, wait=True)
         await asyncio.to_thread(self.executor.shutdown, wait=True)  # every upload has ended

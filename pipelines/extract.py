@@ -15,7 +15,6 @@ import dataclasses
 import html
 import logging
 import multiprocessing
-import os
 import re
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -33,6 +32,7 @@ from trafilatura.xml import xmltotxt
 
 from pipelines.records import ArticleRecord, FetchedPage, RejectRecord
 from pipelines import fingerprints, stats
+from pipelines.cpus import usable_cpus
 from pipelines.dates import parse_date_statement
 from pipelines.decode import page_text
 from pipelines.exceptions import ArchiveConfigError
@@ -291,7 +291,8 @@ def _timed_extraction(body: bytes, content_type: str | None, url: str, options: 
 class ExtractPipeline:
     """Scrapy shell around ``extract_page``: FetchedPage -> ArticleRecord or RejectRecord.
 
-    Pages are extracted in a pool of worker processes (``EXTRACT_WORKERS``, default the number of cores;
+    Pages are extracted in a pool of worker processes (``EXTRACT_WORKERS``, default the CPUs the process may use:
+    its CPU affinity and its container's CPU limit, ``pipelines/cpus.py``;
     0 extracts in the crawler's own process), awaited without blocking the reactor, so Scrapy keeps
     downloading while every core extracts. In flight is bounded by Scrapy itself: a response counts
     against ``SCRAPER_SLOT_MAX_ACTIVE_SIZE`` until its item is processed, and downloading pauses when the
@@ -328,7 +329,7 @@ class ExtractPipeline:
             crawl_id=settings["ARCHIVE_CRAWL_ID"],
             min_chars=settings.getint("EXTRACT_MIN_CHARS"),
             favor_precision=settings.getbool("EXTRACT_FAVOR_PRECISION"),
-            workers=(os.cpu_count() or 1) if workers < 0 else workers,
+            workers=usable_cpus() if workers < 0 else workers,
             timeout=settings.getfloat("EXTRACT_TIMEOUT"),
             max_html_bytes=settings.getint("EXTRACT_MAX_HTML_BYTES"),
             stats_collector=crawler.stats,

@@ -271,7 +271,8 @@ class ArchivedKeys:
     """Every article, alias and permanent failure of the published data files, searchable by URL, content and
     SimHash.
 
-    Positions are ``(layer, row)`` pairs: layer 0 is the snapshot, layer 1 the files published after it.
+    Positions are ``(layer, row)`` pairs: layer 0 is the snapshot, layer 1 the files published after it, and one
+    more layer for each refresh that read files other writers committed while the run goes on (``with_files``).
     """
 
     def __init__(self, *, files: list[str], rows_per_file: list[int], layers: list[_Layer], store,
@@ -308,6 +309,37 @@ class ArchivedKeys:
     @property
     def failure_count(self) -> int:
         return sum(len(table) for table in self.failures)
+
+    # --- refreshing: the files other writers published since --------------------------------------------------
+
+    def unread(self, data_keys: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Of ``data_keys`` (dataset -> data file keys), the files this state has not read."""
+        read = {"articles": set(self.files), **{dataset: set(keys) for dataset, keys in self.covered.items()}}
+        return {dataset: [key for key in keys if key not in read.get(dataset, set())]
+                for dataset, keys in data_keys.items()}
+
+    def with_files(self, delta: dict[str, list[str]], *, table_versions: dict[str, int], near_window_days: int,
+                   now: datetime | None = None) -> "ArchivedKeys":
+        """A new state: this one and the rows of the data files in ``delta`` (dataset -> keys, published since this
+        one was loaded). Layers and tables are only appended, so every position of this state stays valid in the
+        new one. Reads the store: call it in a thread."""
+        now = now or datetime.now(timezone.utc)
+        since_day = int(now.timestamp()) // 86_400 - near_window_days
+        files, rows_per_file = list(self.files), list(self.rows_per_file)
+        covered = {dataset: list(keys) for dataset, keys in self.covered.items()}
+        layer, alias_table, failure_table = _read_files(self._store, delta, files, rows_per_file, covered,
+                                                        near_distance=self.near_distance, since_day=since_day)
+        read = sum(len(keys) for keys in delta.values())
+        refreshed = ArchivedKeys(
+            files=files, rows_per_file=rows_per_file, store=self._store, near_distance=self.near_distance,
+            layers=self.layers + ([layer] if layer is not None else []),
+            aliases=self.aliases + ([alias_table] if alias_table is not None else []),
+            failures=self.failures + ([failure_table] if failure_table is not None else []),
+            covered=covered, table_versions={**self.table_versions, **table_versions},
+            loaded_from={**self.loaded_from, "refreshed_files": self.loaded_from.get("refreshed_files", 0) + read},
+        )
+        refreshed.detail_reads = self.detail_reads
+        return refreshed
 
     # --- lookups (in memory: safe on the reactor thread) --------------------------------------------------------
 
@@ -505,27 +537,12 @@ def load_state(store, *, near_distance: int, near_window_days: int, now: datetim
     for dataset in ("duplicates", "rejects"):
         done = set(covered.get(dataset, []))
         delta[dataset] = [k for k in data_keys.get(dataset, []) if k not in done]
-    article_parts, alias_parts, failure_parts = [], [], []
-    for key in delta["articles"]:
-        part, part_aliases = _read_articles_file(store.get_bytes(key), sum(rows_per_file))
-        article_parts.append(part)
-        alias_parts.append(part_aliases)
-        files.append(key)
-        rows_per_file.append(len(part["url_key"]))
-    for key in delta["duplicates"]:
-        alias_parts.append(_read_duplicates_file(store.get_bytes(key)))
-        covered.setdefault("duplicates", []).append(key)
-    for key in delta["rejects"]:
-        failure_parts.append(_read_rejects_file(store.get_bytes(key)))
-        covered.setdefault("rejects", []).append(key)
-    if article_parts or not layers:
-        arrays = ({name: np.concatenate([part[name] for part in article_parts]) for name in article_parts[0]}
-                  if article_parts else _empty_articles())
-        layers.append(_Layer(**arrays, near_distance=near_distance, near_since_day=since_day))
-    if alias_parts:
-        aliases.append(_AliasTable(*(np.concatenate([p[i] for p in alias_parts]) for i in range(3))))
-    if failure_parts:
-        failures.append(_FailureTable(*(np.concatenate([p[i] for p in failure_parts]) for i in range(3))))
+    layer, alias_table, failure_table = _read_files(store, delta, files, rows_per_file, covered,
+                                                    near_distance=near_distance, since_day=since_day)
+    if layer is not None or not layers:
+        layers.append(layer or _Layer(**_empty_articles(), near_distance=near_distance, near_since_day=since_day))
+    aliases += [alias_table] if alias_table is not None else []
+    failures += [failure_table] if failure_table is not None else []
     files_read = sum(len(keys) for keys in delta.values())
     state = ArchivedKeys(
         files=files, rows_per_file=rows_per_file, layers=layers, store=store, near_distance=near_distance,
@@ -537,6 +554,32 @@ def load_state(store, *, near_distance: int, near_window_days: int, now: datetim
                      "failures": sum(len(t) for t in failures), "seconds": round(time.monotonic() - started, 3)},
     )
     return state, files_read
+
+
+def _read_files(store, delta: dict[str, list[str]], files: list[str], rows_per_file: list[int],
+                covered: dict[str, list[str]], *, near_distance: int, since_day: int):
+    """The rows of the data files in ``delta`` (dataset -> keys) as one article layer, one alias table and one
+    failure table (each None when there is nothing); ``files``, ``rows_per_file`` and ``covered`` are extended
+    with what was read, article row ids continuing after ``rows_per_file``'s."""
+    article_parts, alias_parts, failure_parts = [], [], []
+    for key in delta.get("articles", []):
+        part, part_aliases = _read_articles_file(store.get_bytes(key), sum(rows_per_file))
+        article_parts.append(part)
+        alias_parts.append(part_aliases)
+        files.append(key)
+        rows_per_file.append(len(part["url_key"]))
+    for key in delta.get("duplicates", []):
+        alias_parts.append(_read_duplicates_file(store.get_bytes(key)))
+        covered.setdefault("duplicates", []).append(key)
+    for key in delta.get("rejects", []):
+        failure_parts.append(_read_rejects_file(store.get_bytes(key)))
+        covered.setdefault("rejects", []).append(key)
+    layer = _Layer(**{name: np.concatenate([part[name] for part in article_parts]) for name in article_parts[0]},
+                   near_distance=near_distance, near_since_day=since_day) if article_parts else None
+    alias_table = _AliasTable(*(np.concatenate([p[i] for p in alias_parts]) for i in range(3))) if alias_parts else None
+    failure_table = (_FailureTable(*(np.concatenate([p[i] for p in failure_parts]) for i in range(3)))
+                     if failure_parts else None)
+    return layer, alias_table, failure_table
 
 
 def _columns(table: pa.Table, name: str) -> list:

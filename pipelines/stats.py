@@ -40,6 +40,10 @@ REVISITS = f"{PREFIX}/state/revisits"  #: known articles fetched again (CRAWL_RE
 REVISIT_UNCHANGED = f"{PREFIX}/state/revisit_unchanged"
 NEW_VERSIONS = f"{PREFIX}/state/new_versions"
 STATE_ROWS = f"{PREFIX}/state/rows_loaded"
+STATE_REFRESHES = f"{PREFIX}/state/refreshes"  #: times the run read the archive's new commits (ARCHIVE_STATE_REFRESH_SECONDS)
+STATE_REFRESHED_FILES = f"{PREFIX}/state/refreshed_files"  #: data files other writers committed, read while running
+STATE_REFRESHED_ROWS = f"{PREFIX}/state/refreshed_rows"  #: their article rows
+STATE_REFRESH_FAILED = f"{PREFIX}/state/refresh_failed"
 NOT_MODIFIED = f"{PREFIX}/state/not_modified"  #: conditional requests answered 304
 STATUS = f"{PREFIX}/status"
 

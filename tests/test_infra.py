@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 import configparser
 import json
+import math
+import os
 import re
 import shlex
 import sys
@@ -266,6 +268,55 @@ def test_compose_crawler_env_and_args_agree_with_the_code(compose):
     sites = spider_args(command)["sites"]
     assert sites.startswith(f"{dockerfile_workdir()}/")  # the image has the repo's infra/ under WORKDIR
     assert load_sites_file(REPO / sites.removeprefix(f"{dockerfile_workdir()}/"))
+
+
+# --- the sharded CronJob: N crawl workers, one archive ----------------------------------------------------------
+
+SHARDED_FILE = INFRA / "kubernetes" / "sharded-cronjob.yaml"
+
+
+def kubernetes_cpus(quantity) -> float:
+    """A Kubernetes CPU quantity ("2", 2, "500m") in CPUs."""
+    text = str(quantity)
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def test_sharded_cronjob_is_an_indexed_job_with_one_shard_per_completion(tmp_path):
+    from crawler.shards import shard_from_settings
+    from pipelines.cpus import usable_cpus
+    from scrapy.settings import Settings
+
+    docs = [doc for doc in yaml.safe_load_all(SHARDED_FILE.read_text(encoding="utf-8")) if doc]
+    assert [doc["kind"] for doc in docs] == ["CronJob"]
+    job = docs[0]["spec"]["jobTemplate"]["spec"]
+    assert docs[0]["spec"]["concurrencyPolicy"] == "Forbid"
+    assert job["completionMode"] == "Indexed"
+    pod, container = pod_and_container(docs[0])
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert set(env) <= SETTINGS_ENV, set(env) - SETTINGS_ENV
+    assert "JOB_COMPLETION_INDEX" not in env and "CRAWL_SHARD" not in env  # the index comes from Kubernetes
+    shards = int(env["CRAWL_SHARDS"])
+    assert job["completions"] == job["parallelism"] == shards >= 2
+    assert isinstance(job["backoffLimitPerIndex"], int)  # a failed shard is retried alone
+    rules = job["podFailurePolicy"]["rules"]
+    assert any(rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [2] for rule in rules)
+    # each index is a valid shard, and the indexes cover every shard once
+    found = [shard_from_settings(Settings({"CRAWL_SHARDS": env["CRAWL_SHARDS"], "JOB_COMPLETION_INDEX": str(i)}))
+             for i in range(job["completions"])]
+    assert sorted(shard.index for shard in found) == list(range(shards))
+    assert env["ARCHIVE_URI"] == "s3://news-archive/prod"
+    assert pod["serviceAccountName"] == "news-archive"
+    resources = container["resources"]
+    assert set(resources["requests"]) == set(resources["limits"]) == {"cpu", "memory"}
+    # EXTRACT_WORKERS follows the CPU limit: the quota Kubernetes derives from it, as cgroup v2 shows it
+    cpu_limit = kubernetes_cpus(resources["limits"]["cpu"])
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cpu.max").write_text(f"{int(cpu_limit * 100_000)} 100000\n")
+    (tmp_path / "proc-cgroup").write_text("0::/\n")
+    assert usable_cpus(cgroup_root=root, proc_cgroup=tmp_path / "proc-cgroup") == min(
+        math.ceil(cpu_limit), len(os.sched_getaffinity(0)))
+    assert "EXTRACT_WORKERS" not in " ".join(container["args"])  # the default follows the limit
 
 
 # --- -s NAME=VALUE anywhere in infra ------------------------------------------------------------------------

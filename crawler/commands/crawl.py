@@ -20,6 +20,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from crawler import redaction
 from crawler.containment import AddressPolicy
 from crawler.frontier import check_frontier_dir
+from crawler.shards import shard_from_settings
 from pipelines import stats
 from pipelines.archive import check_tables, open_store
 from pipelines.exceptions import ArchiveConfigError, ArchiveError
@@ -52,6 +53,8 @@ def check_before_crawl(settings, spider_args: dict, *, spider: str = "news") -> 
     if spider == "reextract":
         selection_from_args(spider_args.get("since"), spider_args.get("until"), spider_args.get("domains"),
                             spider_args.get("extractor_version"))
+    if spider == "news":
+        shard_from_settings(settings)  # CRAWL_SHARD, or JOB_COMPLETION_INDEX with CRAWL_SHARDS
     AddressPolicy.from_settings(settings)  # ALLOW_PRIVATE_NETWORKS, CRAWL_ALLOWED_NETWORKS
     check_frontier_dir(settings)
     if settings.get("ARCHIVE_CRAWL_ID"):

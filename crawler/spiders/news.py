@@ -28,6 +28,7 @@ from crawler import documents
 from crawler import meta as request_meta
 from crawler.failures import classify_failure, is_unreachable
 from crawler.received import RECEIVED_HEADERS, header_pairs
+from crawler.shards import shard_from_settings
 from crawler.sites import Site, load_sites_file, sites_from_start_urls
 from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError
@@ -67,8 +68,11 @@ class NewsSpider(scrapy.Spider):
 
     def __init__(self, start_urls: str | None = None, sites: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.sites: list[Site] = sites_from_args(start_urls, sites)
         self.archive_args = {"start_urls": start_urls, "sites": sites}
+        self._keep_sites(sites_from_args(start_urls, sites))
+
+    def _keep_sites(self, sites: list[Site]) -> None:
+        self.sites: list[Site] = sites
         self.allowed_domains = sorted({host for site in self.sites for host in site.hosts}
                                       | {domain for site in self.sites for domain in site.domains})
         self._site_by_domain = {domain: site for site in self.sites for domain in site.domains | site.hosts}
@@ -93,6 +97,14 @@ class NewsSpider(scrapy.Spider):
         spider.crawl_id = crawler.settings["ARCHIVE_CRAWL_ID"]
         spider.xml_max_size = crawler.settings.getint("DOWNLOAD_MAXSIZE")
         spider.capture = crawler.settings.getbool("ARCHIVE_WARC_ENABLED")
+        shard = shard_from_settings(crawler.settings)
+        if shard is not None:
+            selected = [site for site in spider.sites if shard.holds(site.shard_key)]
+            logger.info("shard %s: %d of %d sites (%s)", shard, len(selected), len(spider.sites),
+                        ", ".join(site.name for site in selected) or "none")
+            spider.archive_args["shard"] = str(shard)
+            spider.archive_args["shard_sites"] = [site.name for site in selected]
+            spider._keep_sites(selected)
         if not crawler.settings.get("CRAWL_CONTACT"):
             logger.warning("CRAWL_CONTACT is not set: site owners cannot reach you; set it to a URL or e-mail")
         return spider
