@@ -7,6 +7,8 @@
     news-archive convert [ARCHIVE_URI]                              turn an older release's archive into tables
     news-archive reextract [ARCHIVE_URI] [--since DAY] [--until DAY] [--domain D] [--extractor-version V]
                                                                     extract the archive's WARC records again
+    news-archive dedup [ARCHIVE_URI] [--since DAY] [--until DAY]    copies crawl workers archived at once: recorded
+                                                                    as duplicates, removed from articles
     news-archive backfill [SOURCE ...] [--cc-news YYYY/MM] (--sites FILE | --start-urls URL,...)
                           [--since DAY] [--until DAY] [--archive ARCHIVE_URI]
                                                                     archive the sites' pages from WARC files
@@ -23,7 +25,7 @@ import json
 import logging
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from pipelines.exceptions import ArchiveError
 
@@ -90,6 +92,17 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--until", metavar="YYYY-MM-DD",
                           help="only records fetched, then articles published, on or before this day")
     _settings_option(backfill)
+    dedup = commands.add_parser(
+        "dedup", help="find copies crawl workers archived at once; record them as duplicates, remove their rows",
+        description="Over the articles first archived in a time window (default: the last DEDUP_NEAR_WINDOW_DAYS "
+                    "days), apply the crawl's rule in order of first capture: an article whose body equals, or whose "
+                    "SimHash is within DEDUP_NEAR_DISTANCE of, one archived before it is a copy. Copies are "
+                    "recorded in duplicates (detected_by = dedup) and removed from articles, in table commits; "
+                    "a rerun finds nothing new.")
+    dedup.add_argument("archive_uri", nargs="?", help="folder, file:// or s3:// URI (default: ARCHIVE_URI)")
+    dedup.add_argument("--since", metavar="YYYY-MM-DD", help="articles first archived on or after this day (UTC)")
+    dedup.add_argument("--until", metavar="YYYY-MM-DD", help="articles first archived on or before this day (UTC)")
+    _settings_option(dedup)
     compact = commands.choices["compact"]
     compact.add_argument("--target-bytes", type=int, help="size of the files written (ARCHIVE_COMPACT_TARGET_BYTES)")
     compact.add_argument("--closed-after-days", type=int,
@@ -120,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
         store = open_store(settings)
         check_tables(store)
+        window = _window(args) if args.command == "dedup" else None
         tables = open_tables(store)
     except ArchiveError as exc:
         print(f"news-archive: {exc}", file=sys.stderr)
@@ -129,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             for dataset, table in tables.items():
                 print(f"{dataset}: table version {table.delta().version()}, {len(table.paths())} files")
             return 0
+        if args.command == "dedup":
+            return _dedup(store, tables, settings, window)
         return _compact(store, tables, settings, args)
     except Exception as exc:  # a step failed: say so in one line, and the exit code tells the scheduler
         logging.getLogger(__name__).exception("news-archive %s failed", args.command)
@@ -167,6 +183,35 @@ def _scrapy_crawl(spider: str, spider_args: dict, settings: dict, overrides: lis
     command += [part for name, value in settings.items() if value for part in ("-s", f"{name}={value}")]
     command += [part for override in overrides for part in ("-s", override)]
     execute(command)
+    return 0
+
+
+def _window(args) -> tuple:
+    from pipelines.exceptions import ArchiveConfigError
+
+    days = []
+    for name in ("since", "until"):
+        value = getattr(args, name)
+        try:
+            days.append(date.fromisoformat(value) if value else None)
+        except ValueError:
+            raise ArchiveConfigError(f"--{name} must be a day, YYYY-MM-DD: {value!r}") from None
+    return tuple(days)
+
+
+def _dedup(store, tables, settings, window) -> int:
+    from pipelines.dedup_pass import dedup_pass
+
+    now = datetime.now(timezone.utc)
+    since, until = window
+    if since is None:
+        since = now.date() - timedelta(days=settings.getint("DEDUP_NEAR_WINDOW_DAYS"))
+    report = dedup_pass(store, tables, pass_id=f"{now:%Y%m%dT%H%M%SZ}-dedup", since=since, until=until, now=now,
+                        near_distance=settings.getint("DEDUP_NEAR_DISTANCE"))
+    for copy in report.copies:
+        print(f"  {copy.kind} (distance {copy.distance}): {copy.row['canonical_url']} -> "
+              f"{copy.original['canonical_url']}")
+    print(report.line())
     return 0
 
 

@@ -51,6 +51,7 @@ class LogEntry:
     status: int
     if_none_match: str | None
     if_modified_since: str | None
+    user_agent: str | None = field(default=None, compare=False)  #: the client's User-Agent: which crawler asked
 
 
 def _utc(moment: datetime) -> datetime:
@@ -151,7 +152,7 @@ class LocalSite:
             def _answer(self, status: int, page: Page, etag: str | None, body: bytes) -> None:
                 with site._lock:  # before the answer: a client that has it finds it logged
                     site.log.append(LogEntry(self.path, status, self.headers.get("If-None-Match"),
-                                             self.headers.get("If-Modified-Since")))
+                                             self.headers.get("If-Modified-Since"), self.headers.get("User-Agent")))
                 self.send_response(status)
                 self.send_header("Content-Type", page.content_type)
                 if page.sized:

@@ -152,8 +152,10 @@ class DedupPipeline:
         earlier_state=None,
         reextraction: bool = False,
         backfill: bool = False,
+        job: str = "crawl",
     ):
         self.crawl_id = crawl_id
+        self.job = job  #: ARCHIVE_JOB: recorded as each duplicate's detected_by
         self.reextraction = reextraction  #: every article is a re-extraction of an archived row (ARCHIVE_JOB)
         self.backfill = backfill  #: pages of other crawls: an archived article met again is a duplicate, no revisit
         self.scraper = None  #: () -> Scrapy's scraper, which sends records down the item pipelines
@@ -182,6 +184,7 @@ class DedupPipeline:
             earlier_state=earlier_state,
             reextraction=settings.get("ARCHIVE_JOB") == "reextract",
             backfill=settings.get("ARCHIVE_JOB") == "backfill",
+            job=settings.get("ARCHIVE_JOB") or "crawl",
         )
         pipeline.scraper = lambda: crawler.engine.scraper
         crawler.signals.connect(pipeline.flush_aliases, signal=signals.spider_idle)
@@ -290,6 +293,7 @@ class DedupPipeline:
             warc_record_offset=item.warc_record_offset,
             warc_record_length=item.warc_record_length,
             extractor_version=item.extractor_version,
+            detected_by=self.job,
         )
 
     def close_spider(self) -> None:
@@ -357,4 +361,5 @@ class DedupPipeline:
             detected_at=alias.seen_at,
             crawl_id=self.crawl_id,
             redirect_urls=list(alias.redirect_urls),
+            detected_by=self.job,
         )

@@ -185,6 +185,8 @@ class DuplicateRecord:
     warc_record_offset: int | None = None
     warc_record_length: int | None = None
     extractor_version: str | None = None  #: for a fetched duplicate: the extractor that made the body compared
+    #: the stage that recognised it: crawl, reextract, backfill (the run's ARCHIVE_JOB) or dedup (the dedup stage)
+    detected_by: str | None = None
 
 
 @dataclass(kw_only=True, slots=True)

@@ -72,7 +72,7 @@ ARTICLES = _schema(
 
 DUPLICATES = _schema(
     "duplicates",
-    4,
+    5,
     [
         _field("url", pa.string(), "URL of the duplicate page (or of the link, for kind url found before fetching)", nullable=False),
         _field("canonical_url", pa.string(), "Canonical URL of the duplicate", nullable=False),
@@ -95,6 +95,7 @@ DUPLICATES = _schema(
         _field("warc_record_offset", pa.int64(), "Where that record starts in the file, in bytes (one gzip member): with warc_record_length, one ranged read fetches it"),
         _field("warc_record_length", pa.int64(), "The record's length in bytes"),
         _field("extractor_version", pa.string(), "For a fetched duplicate: extractor_version of the extraction whose body was compared; null otherwise and in files of schema versions 1 to 3"),
+        _field("detected_by", pa.string(), "Which stage recognised it: crawl, reextract, backfill (the run's ARCHIVE_JOB) or dedup (news-archive dedup, over the committed articles); null in files of schema versions 1 to 4"),
     ],
 )
 

@@ -56,8 +56,108 @@ def test_a_worker_sees_what_another_committed_while_it_runs(tmp_path, refresh):
     original = f"{base_a}/news/original/"
     if refresh:
         assert [row["canonical_url"] for row in articles] == [original]
-        assert [(row["url"], row["kind"], row["duplicate_of_url"]) for row in duplicates.to_pylist()] == \
-            [(f"{base_b}/wire/copy/", "exact", original)]
+        assert [(row["url"], row["kind"], row["duplicate_of_url"], row["detected_by"])
+                for row in duplicates.to_pylist()] == [(f"{base_b}/wire/copy/", "exact", original, "crawl")]
     else:
         assert sorted(row["canonical_url"] for row in articles) == sorted([original, f"{base_b}/wire/copy/"])
         assert duplicates is None or duplicates.num_rows == 0
+
+
+# --- three workers, six sites, one s3:// archive, then the dedup stage ------------------------------------------
+
+#: the six sites' hosts and the shard of 3 each falls in (SHA-256 of the host: an IP has no registered domain)
+HOSTS = {"127.0.0.2": 2, "127.0.0.3": 1, "127.0.0.4": 1, "127.0.0.5": 0, "127.0.0.6": 2, "127.0.0.7": 0}
+#: the story syndicated by two sites of different shards: the original and a wire copy with a credit line added
+SYNDICATED = ("127.0.0.2", "127.0.0.5")
+
+
+def syndicated_copy(page: Page) -> Page:
+    html = page.body.decode("utf-8")
+    credit = "<p>This story was first published by our partner newsroom and is republished with permission.</p>"
+    index = html.lower().rfind("</article>")
+    index = index if index >= 0 else html.lower().rfind("</body>")
+    return Page(body=(html[:index] + credit + html[index:]).encode("utf-8"), content_type=page.content_type)
+
+
+def test_three_shard_workers_then_the_dedup_stage(tmp_path, moto_server, capsys):
+    from conftest import archive_target, news_archive
+
+    records = select_corpus_articles(13, 0)
+    story, own = records[0], records[1:]
+    held = threading.Event()
+    sites, expected = {}, set()
+    for number, host in enumerate(HOSTS):
+        site = LocalSite(host=host)
+        base = site.start()
+        paths = [f"/news/{rec.id.lower()}/" for rec in own[2 * number:2 * number + 2]]
+        site.pages.update({path: corpus_page(rec) for path, rec in zip(paths, own[2 * number:2 * number + 2])})
+        if host in SYNDICATED:
+            page = corpus_page(story) if host == SYNDICATED[0] else syndicated_copy(corpus_page(story))
+            page.hold = held  # answered once both workers asked: neither has the other's commit yet
+            paths.append("/world/syndicated-story/")
+            site.pages[paths[-1]] = page
+        site.pages["/"] = front_page(paths)
+        sites[host] = site
+        expected |= {f"{base}{path}" for path in paths}
+    target = archive_target("s3", tmp_path, moto_server)
+    start = ",".join(f"{site.base_url}/" for site in sites.values())
+    workers = []
+    try:
+        for shard in range(3):
+            command = crawl_command(tmp_path / "unused", spider_args={"start_urls": start}, settings={
+                "ARCHIVE_URI": target.uri, "CRAWL_SHARD": f"{shard}/3", "ARCHIVE_STATE_REFRESH_SECONDS": "0",
+                "ARCHIVE_SPOOL_DIR": str(tmp_path / f"spool-{shard}"), "CRAWL_CONTACT": f"worker-{shard}@example.invalid"})
+            workers.append(RunningCrawl(command, crawl_env({**target.env, "XDG_CACHE_HOME": str(tmp_path / f"cache-{shard}")})))
+        for host in SYNDICATED:
+            assert sites[host].wait_for(lambda site: site.requests["/world/syndicated-story/"] >= 1, timeout=120), \
+                "\n".join(worker.stderr[-2000:] for worker in workers)
+        held.set()
+        for worker in workers:
+            stderr = worker.finish(timeout=300)
+            assert worker.process.returncode == 0, stderr[-3000:]
+    finally:
+        held.set()
+        for worker in workers:
+            worker.kill()
+        for site in sites.values():
+            site.stop()
+
+    # each site was crawled by exactly one worker: the one its shard names
+    by_site = {}
+    for host, site in sites.items():
+        agents = {entry.user_agent for entry in site.log}
+        assert len(agents) == 1, (host, agents)
+        by_site[host] = next(iter(agents))
+        assert f"worker-{HOSTS[host]}@example.invalid" in by_site[host], (host, by_site[host])
+    requests = {host: len(site.log) for host, site in sites.items()}
+
+    before = target.rows("articles")
+    assert sorted(row["canonical_url"] for row in before) == sorted(expected), "each article once, the copy too"
+    assert target.rows("duplicates") == []
+    pair = sorted((row for row in before if row["canonical_url"].endswith("/world/syndicated-story/")),
+                  key=lambda row: (row["first_seen_at"], row["article_id"]))
+    assert len(pair) == 2 and len({row["crawl_id"] for row in pair}) == 2, "two workers archived the story"
+    kept, copy = pair
+
+    result = news_archive(target, tmp_path, "dedup", target.uri)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == (
+        f"dedup: {len(expected)} articles read, 1 copies found (0 exact, 1 near), 1 recorded in duplicates, "
+        f"1 article rows removed")
+    after = target.rows("articles")
+    assert sorted(row["canonical_url"] for row in after) == sorted(expected - {copy["canonical_url"]})
+    duplicates = target.rows("duplicates")
+    assert [(d["canonical_url"], d["kind"], d["duplicate_of_id"], d["duplicate_of_crawl_id"], d["detected_by"])
+            for d in duplicates] == [(copy["canonical_url"], "near", kept["article_id"], kept["crawl_id"], "dedup")]
+    assert 0 < duplicates[0]["distance"] <= 7
+    assert duplicates[0]["warc_filename"] == copy["warc_filename"]  # the copy's raw page stays reachable
+
+    again = news_archive(target, tmp_path, "dedup", target.uri)  # idempotent
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.strip().splitlines()[-1].startswith(f"dedup: {len(expected) - 1} articles read, 0 copies found")
+    assert len(target.rows("duplicates")) == 1 and len(target.rows("articles")) == len(expected) - 1
+    with capsys.disabled():
+        print("\nthree workers: requests per site (worker) "
+              + ", ".join(f"{host}: {requests[host]} (shard {HOSTS[host]})" for host in HOSTS)
+              + f"; articles {len(before)} rows before the dedup stage, {len(after)} after; duplicates: "
+              f"{duplicates[0]['kind']} at distance {duplicates[0]['distance']}, detected_by {duplicates[0]['detected_by']}")
