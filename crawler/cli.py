@@ -53,6 +53,13 @@ def _settings_option(command: argparse.ArgumentParser) -> None:
                          help="override a setting")
 
 
+def _ray_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--ray", action="store_true",
+                         help="run as Ray tasks, one per WARC file (also when RAY_ADDRESS is set)")
+    command.add_argument("--ray-address", metavar="ADDRESS",
+                         help="the Ray cluster (default RAY_ADDRESS; none: a local cluster on this machine)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="news-archive", description="Crawl news sites into a Delta Lake archive.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -76,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     reextract.add_argument("--extractor-version", metavar="VERSION",
                            help="only rows this extractor_version made")
     reextract.add_argument("--favor-precision", action="store_true", help="extract with EXTRACT_FAVOR_PRECISION")
+    reextract.add_argument("--warc-file", action="append", default=[], metavar="KEY",
+                           help="only records of this WARC file (its key in the archive; repeatable)")
+    _ray_options(reextract)
     _settings_option(reextract)
     backfill = commands.add_parser(
         "backfill", help="archive the sites' pages from WARC files of other crawls (CC-NEWS or any)",
@@ -91,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="only records fetched, then articles published, on or after this day")
     backfill.add_argument("--until", metavar="YYYY-MM-DD",
                           help="only records fetched, then articles published, on or before this day")
+    _ray_options(backfill)
     _settings_option(backfill)
     dedup = commands.add_parser(
         "dedup", help="find copies crawl workers archived at once; record them as duplicates, remove their rows",
@@ -102,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     dedup.add_argument("archive_uri", nargs="?", help="folder, file:// or s3:// URI (default: ARCHIVE_URI)")
     dedup.add_argument("--since", metavar="YYYY-MM-DD", help="articles first archived on or after this day (UTC)")
     dedup.add_argument("--until", metavar="YYYY-MM-DD", help="articles first archived on or before this day (UTC)")
+    _ray_options(dedup)
     _settings_option(dedup)
     compact = commands.choices["compact"]
     compact.add_argument("--target-bytes", type=int, help="size of the files written (ARCHIVE_COMPACT_TARGET_BYTES)")
@@ -144,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{dataset}: table version {table.delta().version()}, {len(table.paths())} files")
             return 0
         if args.command == "dedup":
-            return _dedup(store, tables, settings, window)
+            return _dedup(store, tables, settings, window, args)
         return _compact(store, tables, settings, args)
     except Exception as exc:  # a step failed: say so in one line, and the exit code tells the scheduler
         logging.getLogger(__name__).exception("news-archive %s failed", args.command)
@@ -153,23 +165,120 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _reextract(args) -> int:
-    """``scrapy crawl reextract`` with the command's options as its arguments and settings."""
+    """``scrapy crawl reextract`` with the command's options as its arguments and settings; with ``--ray`` (or
+    ``RAY_ADDRESS``), one Ray task per WARC file that still has records to re-extract."""
+    if args.ray or args.ray_address or os.environ.get("RAY_ADDRESS"):
+        return _reextract_on_ray(args)
     return _scrapy_crawl("reextract", {
         "since": args.since, "until": args.until, "domains": ",".join(args.domain),
-        "extractor_version": args.extractor_version,
+        "extractor_version": args.extractor_version, "warc_files": ",".join(args.warc_file),
     }, {"ARCHIVE_URI": args.archive_uri, "EXTRACT_FAVOR_PRECISION": "True" if args.favor_precision else None},
         args.settings)
+
+
+def _reextract_on_ray(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s")
+    try:
+        from crawler.spiders.reextract import selection_from_args
+        from pipelines.archive import check_tables, open_store
+
+        settings = _settings(args.archive_uri, args.settings)
+        selection = selection_from_args(args.since, args.until, ",".join(args.domain), args.extractor_version,
+                                        ",".join(args.warc_file))
+        store = open_store(settings)
+        check_tables(store)
+    except ArchiveError as exc:
+        print(f"news-archive: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    from pipelines.ray_tasks import plan_reextract_tasks, reextract_command, run_tasks, task_crawl_id
+
+    todo, skipped = plan_reextract_tasks(store, selection, favor_precision=args.favor_precision)
+    print(f"reextract on Ray: {len(todo)} WARC file(s) to re-extract, {len(skipped)} with nothing left to do")
+    uri = settings["ARCHIVE_URI"]
+    uri = uri if "://" in uri else os.path.abspath(uri)
+    arguments = [part for day in ("since", "until") if getattr(args, day) for part in (f"--{day}", getattr(args, day))]
+    arguments += [part for domain in args.domain for part in ("--domain", domain)]
+    arguments += ["--extractor-version", args.extractor_version] if args.extractor_version else []
+    arguments += ["--favor-precision"] if args.favor_precision else []
+    arguments += [part for override in args.settings for part in ("-s", override)]
+    now = datetime.now(timezone.utc)
+    commands = {}
+    for name in todo:
+        crawl_id = task_crawl_id("reextract", name, now)
+        commands[name] = (crawl_id, reextract_command(uri, name, crawl_id, arguments))
+    results = run_tasks(commands, address=args.ray_address) if commands else []
+    return _task_report("reextract", results, skipped=len(skipped))
 
 
 def _backfill(args) -> int:
     """``scrapy crawl backfill`` with the command's options as its arguments and settings; the date range also
     bounds the publication day once extracted."""
     sources = [source if "://" in source else os.path.abspath(source) for source in args.sources]
+    if args.ray or args.ray_address or os.environ.get("RAY_ADDRESS"):
+        return _backfill_on_ray(args, sources)
     return _scrapy_crawl("backfill", {
         "sources": json.dumps(sources) if sources else None, "cc_news": args.cc_news, "sites": args.sites,
         "start_urls": args.start_urls, "since": args.since, "until": args.until,
     }, {"ARCHIVE_URI": args.archive, "EXTRACT_PUBLISHED_SINCE": args.since, "EXTRACT_PUBLISHED_UNTIL": args.until},
         args.settings)
+
+
+def _backfill_on_ray(args, sources: list[str]) -> int:
+    """One Ray task per WARC file no complete backfill has read yet: ``news-archive backfill FILE ...``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s")
+    from crawler.commands.crawl import check_before_crawl
+    from crawler.spiders.backfill import done_sources, read_bytes
+    from pipelines.archive import open_store
+    from pipelines.backfill import SourceError, file_day, warc_sources
+
+    try:
+        settings = _settings(args.archive, args.settings)
+        check_before_crawl(settings, {"sources": json.dumps(sources) if sources else None, "cc_news": args.cc_news,
+                                      "sites": args.sites, "start_urls": args.start_urls, "since": args.since,
+                                      "until": args.until}, spider="backfill")
+        store = open_store(settings)
+        files = warc_sources(sources, cc_news=args.cc_news, cc_news_base=settings["BACKFILL_CC_NEWS_BASE"],
+                             read_bytes=lambda uri: read_bytes(uri, settings))
+    except (ArchiveError, SourceError) as exc:
+        print(f"news-archive: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    from pipelines.ray_tasks import backfill_command, run_tasks, task_crawl_id
+
+    done = done_sources(store)
+    since, until = (date.fromisoformat(day) if day else None for day in (args.since, args.until))
+
+    def outside(uri: str) -> bool:  # as the backfill itself judges a file by the day in its name
+        day = file_day(uri)
+        return bool(day and ((since and day < since - timedelta(days=1)) or (until and day > until + timedelta(days=1))))
+
+    out_of_range = [uri for uri in files if uri not in done and outside(uri)]
+    todo = [uri for uri in files if uri not in done and uri not in out_of_range]
+    print(f"backfill on Ray: {len(todo)} WARC file(s) to read, {len(files) - len(todo) - len(out_of_range)} read by "
+          f"earlier backfills, {len(out_of_range)} outside the dates")
+    uri = settings["ARCHIVE_URI"]
+    uri = uri if "://" in uri else os.path.abspath(uri)
+    arguments = ["--sites", os.path.abspath(args.sites)] if args.sites else ["--start-urls", args.start_urls]
+    arguments += [part for day in ("since", "until") if getattr(args, day) for part in (f"--{day}", getattr(args, day))]
+    arguments += [part for override in args.settings for part in ("-s", override)]
+    now = datetime.now(timezone.utc)
+    commands = {}
+    for source in todo:
+        crawl_id = task_crawl_id("backfill", source, now)
+        commands[source] = (crawl_id, backfill_command(uri, source, crawl_id, arguments))
+    results = run_tasks(commands, address=args.ray_address) if commands else []
+    return _task_report("backfill", results, skipped=len(files) - len(todo))
+
+
+def _task_report(stage: str, results, *, skipped: int) -> int:
+    failed = [result for result in results if result.returncode != 0]
+    for result in results:
+        print(f"  {result.unit}: {'done' if result.returncode == 0 else f'exit {result.returncode}'} "
+              f"(runs/{result.crawl_id}.json)")
+    for result in failed:
+        print(f"news-archive: task {result.unit} failed (exit {result.returncode}): "
+              f"{result.output.strip().splitlines()[-1] if result.output.strip() else ''}", file=sys.stderr)
+    print(f"{stage} on Ray: {len(results) - len(failed)} task(s) done, {len(failed)} failed, {skipped} skipped")
+    return EXIT_FAILED if failed else 0
 
 
 def _scrapy_crawl(spider: str, spider_args: dict, settings: dict, overrides: list[str]) -> int:
@@ -199,15 +308,24 @@ def _window(args) -> tuple:
     return tuple(days)
 
 
-def _dedup(store, tables, settings, window) -> int:
+def _dedup(store, tables, settings, window, args) -> int:
     from pipelines.dedup_pass import dedup_pass
 
     now = datetime.now(timezone.utc)
     since, until = window
     if since is None:
         since = now.date() - timedelta(days=settings.getint("DEDUP_NEAR_WINDOW_DAYS"))
+    reader = None
+    if args.ray or args.ray_address or os.environ.get("RAY_ADDRESS"):
+        from pipelines.ray_tasks import partition_reader
+
+        reader = partition_reader(settings["ARCHIVE_URI"] if "://" in settings["ARCHIVE_URI"]
+                                  else os.path.abspath(settings["ARCHIVE_URI"]), args.settings,
+                                  address=args.ray_address)
     report = dedup_pass(store, tables, pass_id=f"{now:%Y%m%dT%H%M%SZ}-dedup", since=since, until=until, now=now,
-                        near_distance=settings.getint("DEDUP_NEAR_DISTANCE"))
+                        near_distance=settings.getint("DEDUP_NEAR_DISTANCE"), read_partitions=reader)
+    if reader is not None:
+        print(f"dedup on Ray: {report.partitions} partition(s) of articles read as {report.partitions} task(s)")
     for copy in report.copies:
         print(f"  {copy.kind} (distance {copy.distance}): {copy.row['canonical_url']} -> "
               f"{copy.original['canonical_url']}")

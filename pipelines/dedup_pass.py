@@ -57,6 +57,7 @@ class Copy:
 @dataclass(slots=True)
 class DedupReport:
     articles: int = 0  #: articles (latest rows) of the window read
+    partitions: int = 0  #: dt partitions of the articles table read
     copies: list[Copy] = field(default_factory=list)
     recorded: int = 0  #: duplicates rows committed by this pass (copies an earlier pass recorded are not again)
     removed_rows: int = 0  #: articles rows deleted (every version of each copy)
@@ -123,25 +124,32 @@ def duplicate_record(copy: Copy, *, pass_id: str, now: datetime) -> DuplicateRec
     )
 
 
-def window_filter(since: date | None, until: date | None) -> list[tuple] | None:
-    """The partition filter of the days read (``dt``, the day of the fetch: a superset of the first captures
-    in the window, which are then selected by ``first_seen_at``)."""
-    filters = []
-    if since is not None:
-        filters.append((PARTITION, ">=", since.isoformat()))
-    if until is not None:
-        filters.append((PARTITION, "<=", until.isoformat()))
-    return filters or None
+def window_partitions(articles: DatasetTable, since: date | None, until: date | None) -> list[str]:
+    """The ``dt`` partitions of the articles table the window reads (one task each on Ray): ``dt`` is the day of
+    the fetch, at or after the first capture, so these hold every article first captured in the window (selected
+    then by ``first_seen_at``), and every later version of them up to ``until``."""
+    days = set(articles.delta().get_add_actions(flatten=True).column(f"partition.{PARTITION}").to_pylist())
+    return sorted(day for day in days if (since is None or day >= since.isoformat())
+                  and (until is None or day <= until.isoformat()))
+
+
+def read_partition(articles: DatasetTable, dt: str) -> pa.Table:
+    """The COLUMNS of one partition's rows (every version)."""
+    return articles.delta().to_pyarrow_table(columns=COLUMNS, filters=[(PARTITION, "=", dt)])
 
 
 def dedup_pass(store, tables: dict[str, DatasetTable], *, pass_id: str, near_distance: int,
-               since: date | None = None, until: date | None = None, now: datetime | None = None) -> DedupReport:
-    """Find the copies of the window, record them in ``duplicates`` and remove them from ``articles``."""
+               since: date | None = None, until: date | None = None, now: datetime | None = None,
+               read_partitions=None) -> DedupReport:
+    """Find the copies of the window, record them in ``duplicates`` and remove them from ``articles``.
+    ``read_partitions(days) -> [pa.Table]``: how the partitions are read (default: here, one after another; on
+    Ray: one task each, ``pipelines/ray_tasks.py``)."""
     now = now or datetime.now(timezone.utc)
-    articles = tables["articles"].delta()
-    table = articles.to_pyarrow_table(columns=COLUMNS, filters=window_filter(since, until))
+    days = window_partitions(tables["articles"], since, until)
+    parts = (read_partitions or (lambda days: [read_partition(tables["articles"], day) for day in days]))(days)
+    table = pa.concat_tables(parts) if parts else pa.Table.from_pylist([], schema=_columns_schema())
     rows = [row for row in latest_rows(table).to_pylist() if _in_window(row["first_seen_at"], since, until)]
-    report = DedupReport(articles=len(rows))
+    report = DedupReport(articles=len(rows), partitions=len(days))
     report.copies = find_copies(rows, near_distance=near_distance)
     if not report.copies:
         return report
@@ -154,6 +162,10 @@ def dedup_pass(store, tables: dict[str, DatasetTable], *, pass_id: str, near_dis
     ids = sorted({copy.row["article_id"] for copy in report.copies})
     report.removed_rows, report.articles_version = _remove(tables["articles"], ids, pass_id=pass_id)
     return report
+
+
+def _columns_schema() -> pa.Schema:
+    return pa.schema([DATASETS["articles"].field(name) for name in COLUMNS])
 
 
 def _in_window(first_seen: datetime, since: date | None, until: date | None) -> bool:

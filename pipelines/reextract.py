@@ -33,12 +33,14 @@ JUDGED_BY = ("articles", "duplicates", "rejects")  #: the tables whose rows say 
 @dataclass(frozen=True, slots=True)
 class Selection:
     """Which rows to re-extract: fetched from ``since`` to ``until`` (UTC days, both included), of these
-    registered domains, made by this extractor version; None: no limit."""
+    registered domains, made by this extractor version, in these WARC files (keys in the archive); None or
+    empty: no limit."""
 
     since: date | None = None
     until: date | None = None
     domains: frozenset[str] = frozenset()
     extractor_version: str | None = None
+    warc_files: frozenset[str] = frozenset()  #: one task of a batch run (pipelines/ray_tasks.py) reads one file
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,8 @@ def plan_warc_files(tables: dict, selection: Selection) -> list[str]:
         if selection.since and row["last_fetched_at"].date() < selection.since:
             continue
         if selection.until and row["first_fetched_at"].date() > selection.until:
+            continue
+        if selection.warc_files and row["warc_filename"] not in selection.warc_files:
             continue
         names.append(row["warc_filename"])
     return names

@@ -319,6 +319,42 @@ def test_sharded_cronjob_is_an_indexed_job_with_one_shard_per_completion(tmp_pat
     assert "EXTRACT_WORKERS" not in " ".join(container["args"])  # the default follows the limit
 
 
+# --- KubeRay RayJobs: the batch stages on a Ray cluster ------------------------------------------------------------
+
+@pytest.mark.parametrize("name, command", [("rayjob-reextract.yaml", "reextract"), ("rayjob-dedup.yaml", "dedup"),
+                                           ("rayjob-backfill.yaml", "backfill")])
+def test_rayjob_runs_the_batch_stage_on_the_cluster(name, command):
+    from crawler.cli import _parser
+
+    docs = [doc for doc in yaml.safe_load_all((INFRA / "kubernetes" / name).read_text(encoding="utf-8")) if doc]
+    assert [(doc["apiVersion"], doc["kind"]) for doc in docs] == [("ray.io/v1", "RayJob")]
+    spec = docs[0]["spec"]
+    argv = shlex.split(spec["entrypoint"])
+    assert argv[0] == "news-archive"
+    args = _parser().parse_args(argv[1:])  # the entrypoint is a valid command line of this release
+    archive = args.archive if command == "backfill" else args.archive_uri
+    assert args.command == command and args.ray and archive == "s3://news-archive/prod"
+    if command == "backfill":  # the sites file is the crawl's ConfigMap, mounted where the entrypoint reads it
+        for group in [spec["rayClusterSpec"]["headGroupSpec"], *spec["rayClusterSpec"]["workerGroupSpecs"]]:
+            pod = group["template"]["spec"]
+            mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+            volumes = {v["name"]: v for v in pod["volumes"]}
+            assert volumes[mounts[str(PurePosixPath(args.sites).parent)]]["configMap"]["name"] == "news-archive-sites"
+    assert spec["shutdownAfterJobFinishes"] is True
+    cluster = spec["rayClusterSpec"]
+    pods = [cluster["headGroupSpec"]["template"]["spec"]] + [group["template"]["spec"]
+                                                             for group in cluster["workerGroupSpecs"]]
+    for pod in pods:
+        assert pod["serviceAccountName"] == "news-archive"  # S3 through the role, no keys
+        (container,) = pod["containers"]
+        assert container["image"].startswith("registry.example.com/news-archive:")
+        assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
+        env = {item["name"]: item["value"] for item in container.get("env", [])}
+        assert env.get("RAY_USAGE_STATS_ENABLED") == "0"
+        assert not [key for key in env if key.startswith("AWS_")]
+    assert all(group["replicas"] >= 1 for group in cluster["workerGroupSpecs"])
+
+
 # --- -s NAME=VALUE anywhere in infra ------------------------------------------------------------------------
 
 _SETTING_ARG = re.compile(r"""(?<![\w-])-s["']?[\s,]+["']?([A-Z][A-Z0-9_]*)=""")

@@ -52,7 +52,7 @@ def check_before_crawl(settings, spider_args: dict, *, spider: str = "news") -> 
         day_arg("until", spider_args.get("until"))
     if spider == "reextract":
         selection_from_args(spider_args.get("since"), spider_args.get("until"), spider_args.get("domains"),
-                            spider_args.get("extractor_version"))
+                            spider_args.get("extractor_version"), spider_args.get("warc_files"))
     if spider == "news":
         shard_from_settings(settings)  # CRAWL_SHARD, or JOB_COMPLETION_INDEX with CRAWL_SHARDS
     AddressPolicy.from_settings(settings)  # ALLOW_PRIVATE_NETWORKS, CRAWL_ALLOWED_NETWORKS

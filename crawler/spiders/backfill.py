@@ -85,6 +85,53 @@ def source_list(sources: str | None) -> list[str]:
     return [source.strip() for source in sources.split(",") if source.strip()]
 
 
+def open_source(uri: str, settings):
+    """A binary stream of the WARC file at ``uri``, read as it comes (an http(s) URL only where the crawl's address
+    policy allows, redirects included)."""
+    if uri.startswith("s3://"):
+        import boto3
+        from botocore.config import Config
+
+        parts = urlsplit(uri)
+        client = boto3.client("s3", config=Config(request_checksum_calculation="when_required",
+                                                  response_checksum_validation="when_required"))
+        try:
+            return client.get_object(Bucket=parts.netloc, Key=parts.path.lstrip("/"))["Body"]
+        except Exception as exc:
+            raise SourceError(f"cannot read {uri}: {exc}") from None
+    if uri.startswith(("http://", "https://")):
+        policy = AddressPolicy.from_settings(settings)
+        guard_url(uri, policy)
+        opener = urllib.request.build_opener(_CheckedRedirects(lambda url: guard_url(url, policy)))
+        try:
+            return opener.open(urllib.request.Request(uri, headers={"User-Agent": settings["USER_AGENT"]}),
+                               timeout=settings.getfloat("DOWNLOAD_TIMEOUT"))
+        except OSError as exc:
+            raise SourceError(f"cannot read {uri}: {exc}") from None
+    try:
+        return open(uri.removeprefix("file://"), "rb")  # noqa: SIM115 (closed when read)
+    except OSError as exc:
+        raise SourceError(f"cannot read {uri}: {exc.strerror or exc}") from None
+
+
+def read_bytes(uri: str, settings) -> bytes:
+    with open_source(uri, settings) as source:
+        return source.read()
+
+
+def done_sources(store) -> set[str]:
+    """Files a complete backfill read to the end (``state/backfill/<crawl_id>.json``, written with its manifest
+    once all its rows were committed). An unreadable one is passed over: its files are read again, and their
+    records that have a row are skipped."""
+    done = set()
+    for key in store.list(BACKFILL_PREFIX):
+        try:
+            done.update(json.loads(store.get_bytes(key))["sources_done"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("backfill: %s is unreadable (%s); the files it names are read again", key, exc)
+    return done
+
+
 class BackfillSpider(WarcPagesSpider):
     name = "backfill"
     custom_settings = {"ARCHIVE_WARC_ENABLED": False, "ARCHIVE_JOB": "backfill"}
@@ -114,47 +161,13 @@ class BackfillSpider(WarcPagesSpider):
     # --- reading sources ---------------------------------------------------------------------------------------
 
     def open_source(self, uri: str):
-        """A binary stream of the WARC file at ``uri``, read as it comes."""
-        if uri.startswith("s3://"):
-            import boto3
-            from botocore.config import Config
-
-            parts = urlsplit(uri)
-            client = boto3.client("s3", config=Config(request_checksum_calculation="when_required",
-                                                      response_checksum_validation="when_required"))
-            try:
-                return client.get_object(Bucket=parts.netloc, Key=parts.path.lstrip("/"))["Body"]
-            except Exception as exc:
-                raise SourceError(f"cannot read {uri}: {exc}") from None
-        if uri.startswith(("http://", "https://")):
-            policy = AddressPolicy.from_settings(self.settings)
-            guard_url(uri, policy)
-            opener = urllib.request.build_opener(_CheckedRedirects(lambda url: guard_url(url, policy)))
-            try:
-                return opener.open(urllib.request.Request(uri, headers={"User-Agent": self.settings["USER_AGENT"]}),
-                                   timeout=self.settings.getfloat("DOWNLOAD_TIMEOUT"))
-            except OSError as exc:
-                raise SourceError(f"cannot read {uri}: {exc}") from None
-        try:
-            return open(uri.removeprefix("file://"), "rb")  # noqa: SIM115 (closed when read)
-        except OSError as exc:
-            raise SourceError(f"cannot read {uri}: {exc.strerror or exc}") from None
+        return open_source(uri, self.settings)
 
     def read_bytes(self, uri: str) -> bytes:
-        with self.open_source(uri) as source:
-            return source.read()
+        return read_bytes(uri, self.settings)
 
     def done_sources(self, store) -> set[str]:
-        """Files a complete backfill read to the end (``state/backfill/<crawl_id>.json``, written with its manifest
-        once all its rows were committed). An unreadable one is passed over: its files are read again, and their
-        records that have a row are skipped."""
-        done = set()
-        for key in store.list(BACKFILL_PREFIX):
-            try:
-                done.update(json.loads(store.get_bytes(key))["sources_done"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                logger.warning("backfill: %s is unreadable (%s); the files it names are read again", key, exc)
-        return done
+        return done_sources(store)
 
     # --- the run -----------------------------------------------------------------------------------------------
 

@@ -32,11 +32,13 @@ from pipelines.warc import WarcRecordError, read_record
 logger = logging.getLogger(__name__)
 
 def selection_from_args(since: str | None, until: str | None, domains: str | None,
-                        extractor_version_arg: str | None) -> Selection:
-    """The spider's arguments as a Selection; ArchiveConfigError for a day that is not YYYY-MM-DD."""
+                        extractor_version_arg: str | None, warc_files: str | None = None) -> Selection:
+    """The spider's arguments as a Selection (``warc_files``: comma-separated keys); ArchiveConfigError for a day
+    that is not YYYY-MM-DD."""
     selection = Selection(since=day_arg("since", since), until=day_arg("until", until),
                           domains=frozenset(d.strip().lower() for d in (domains or "").split(",") if d.strip()),
-                          extractor_version=extractor_version_arg or None)
+                          extractor_version=extractor_version_arg or None,
+                          warc_files=frozenset(f.strip() for f in (warc_files or "").split(",") if f.strip()))
     if selection.since and selection.until and selection.since > selection.until:
         raise ArchiveConfigError(f"since ({selection.since}) is after until ({selection.until})")
     return selection
@@ -47,11 +49,11 @@ class ReextractSpider(WarcPagesSpider):
     custom_settings = {"ARCHIVE_WARC_ENABLED": False, "ARCHIVE_JOB": "reextract"}
 
     def __init__(self, since: str | None = None, until: str | None = None, domains: str | None = None,
-                 extractor_version: str | None = None, **kwargs) -> None:
+                 extractor_version: str | None = None, warc_files: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.selection = selection_from_args(since, until, domains, extractor_version)
+        self.selection = selection_from_args(since, until, domains, extractor_version, warc_files)
         self.archive_args = {"since": since, "until": until, "domains": domains,
-                             "extractor_version": extractor_version}
+                             "extractor_version": extractor_version, "warc_files": warc_files}
 
     @classmethod
     def from_crawler(cls, crawler, *args, **kwargs):
