@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--month-files", type=int, default=500, help="WARC files of 1 GiB in the CC-NEWS month")
     parser.add_argument("--cores-per-node", type=int, default=16)
     args = parser.parse_args()
-    env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {"AWS_EC2_METADATA_DISABLED": "true", "RAY_USAGE_STATS_ENABLED": "0"}
     layouts, sentences = load_corpus()
     site = LocalSite()
     base = site.start()
@@ -63,7 +63,7 @@ def main() -> None:
                  "-s", "DOWNLOAD_DELAY=0", "-s", "AUTOTHROTTLE_ENABLED=False", "-s", "LOG_LEVEL=WARNING",
                  "-s", "ALLOW_PRIVATE_NETWORKS=127.0.0.0/8", "-s", "CRAWL_ALLOWED_NETWORKS=127.0.0.0/8",
                  "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=16"]
-        result = run_measured(crawl, env)
+        result = run_measured(crawl, {**os.environ, **env})
         site.stop()
         if result["returncode"] != 0:
             sys.exit(f"the crawl failed:\n{result['output'][-3000:]}")
@@ -84,8 +84,8 @@ def main() -> None:
 
                 context = connect(num_cpus=cpus)
                 command += ["--ray-address", context.address_info["gcs_address"]]
-            try:
-                result = run_measured(command, env)
+            try:  # the environment as Ray left it (its authentication mode, once a cluster is started)
+                result = run_measured(command, {**os.environ, **env})
             finally:
                 if context is not None:
                     import ray

@@ -58,8 +58,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None):
     """Connect to the Ray cluster at ``address`` (``RAY_ADDRESS`` when None), or start a local one on loopback."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if not address:
-        # a cluster of this machine only: Ray's own switch for one that stays on 127.0.0.1 (by default its GCS and
+    if not address or address.split(":")[0] in ("127.0.0.1", "localhost"):
+        # a cluster of this machine only (started here, or a loopback one this process connects to): Ray's own switch for one that stays on 127.0.0.1 (by default its GCS and
         # raylet bind the address of the interface that routes outward, even when told 127.0.0.1); read when
         # ray is imported, and inherited by the processes it starts
         os.environ.setdefault(LOCAL_ONLY, "0")
@@ -124,9 +124,9 @@ def partition_reader(archive_uri: str, overrides: list[str], *, address: str | N
                      num_cpus: int | None = None):
     """``read_partitions`` for ``dedup_pass``: one Ray task per partition, the tables in partition order."""
     def read_partitions(days: list[str]):
+        connect(address, num_cpus=num_cpus)  # before ray is imported here: it reads the loopback switch
         import ray
 
-        connect(address, num_cpus=num_cpus)
         try:
             remote = ray.remote(num_cpus=1, max_retries=1)(read_articles_partition)
             return ray.get([remote.remote(archive_uri, overrides, day) for day in days])
@@ -147,9 +147,9 @@ def backfill_command(archive_uri: str, source: str, crawl_id: str, arguments: li
 def run_tasks(commands: dict[str, tuple[str, list[str]]], *, address: str | None = None,
               num_cpus: int | None = None) -> list[TaskResult]:
     """Run ``commands`` (unit -> (crawl id, command)) as Ray tasks, one CPU each, a bounded number in flight."""
+    connect(address, num_cpus=num_cpus)  # before ray is imported here: it reads the loopback switch
     import ray
 
-    connect(address, num_cpus=num_cpus)
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_command)
         limit = max(1, 2 * int(ray.cluster_resources().get("CPU", 1)))
