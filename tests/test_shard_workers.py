@@ -161,3 +161,51 @@ def test_three_shard_workers_then_the_dedup_stage(tmp_path, moto_server, capsys)
               + ", ".join(f"{host}: {requests[host]} (shard {HOSTS[host]})" for host in HOSTS)
               + f"; articles {len(before)} rows before the dedup stage, {len(after)} after; duplicates: "
               f"{duplicates[0]['kind']} at distance {duplicates[0]['distance']}, detected_by {duplicates[0]['detected_by']}")
+
+
+def test_a_shard_worker_killed_mid_run_costs_only_its_own_uncommitted_work(tmp_path):
+    """Worker 0 of 2 is killed while a page of its site is being answered; worker 1 ends as if alone; the next run
+    of shard 0 (the same spool) archives its site's articles, each once, and nothing of the other site again."""
+    records = select_corpus_articles(4, 0)
+    held = threading.Event()
+    sites = {}
+    for host, own in (("127.0.0.13", records[:2]), ("127.0.0.12", records[2:])):  # shard 0 and shard 1 of 2
+        site = LocalSite(host=host)
+        base = site.start()
+        paths = [f"/news/{rec.id.lower()}/" for rec in own]
+        site.pages.update({path: corpus_page(rec) for path, rec in zip(paths, own)})
+        site.pages["/"] = front_page(paths)
+        sites[host] = (site, {f"{base}{path}" for path in paths}, paths)
+    victim, victim_urls, victim_paths = sites["127.0.0.13"]
+    victim.pages[victim_paths[1]].hold = held
+    archive = tmp_path / "archive"
+    start = ",".join(f"{site.base_url}/" for site, _, _ in sites.values())
+
+    def worker(shard: int) -> RunningCrawl:
+        return RunningCrawl(crawl_command(archive, spider_args={"start_urls": start}, settings={
+            "CRAWL_SHARD": f"{shard}/2", "ARCHIVE_SPOOL_DIR": str(tmp_path / f"spool-{shard}")}), crawl_env())
+
+    killed, other = worker(0), worker(1)
+    try:
+        assert victim.wait_for(lambda site: site.requests[victim_paths[1]] >= 1, timeout=120), killed.stderr[-3000:]
+        killed.process.kill()
+        killed.finish()
+        stderr = other.finish(timeout=300)
+        assert other.process.returncode == 0, stderr[-3000:]
+        held.set()
+        after_kill = {row["canonical_url"] for row in read_delta(str(archive / "articles")).to_pylist()}
+        assert after_kill & sites["127.0.0.12"][1] == sites["127.0.0.12"][1], "the other worker archived its site"
+        assert not after_kill & victim_urls, "the killed run committed nothing (its files close at its end)"
+        rerun = run_crawl(archive, spider_args={"start_urls": start}, settings={
+            "CRAWL_SHARD": "0/2", "ARCHIVE_SPOOL_DIR": str(tmp_path / "spool-0")})
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+    finally:
+        held.set()
+        killed.kill(), other.kill()
+        for site, _, _ in sites.values():
+            site.stop()
+    rows = [row["canonical_url"] for row in read_delta(str(archive / "articles")).to_pylist()]
+    assert sorted(rows) == sorted(victim_urls | sites["127.0.0.12"][1]), "every article of both sites once"
+    assert all(entry.path in {"/", "/robots.txt", *sites["127.0.0.12"][2]} or entry.status == 404
+               for entry in sites["127.0.0.12"][0].log), "the other site's articles were not fetched again"
+    assert sum(entry.path in sites["127.0.0.12"][2] for entry in sites["127.0.0.12"][0].log) == 2
