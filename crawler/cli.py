@@ -9,13 +9,17 @@
                                                                     extract the archive's WARC records again
     news-archive dedup [ARCHIVE_URI] [--since DAY] [--until DAY]    copies crawl workers archived at once: recorded
                                                                     as duplicates, removed from articles
+    news-archive status [ARCHIVE_URI] [--days N] [--fail-on-alert]
+                                                                    tables, last runs, articles per site, site health
+    news-archive report [ARCHIVE_URI] -o report.html [--days N]    the same as one self-contained HTML page, with plots
     news-archive backfill [SOURCE ...] [--cc-news YYYY/MM] (--sites FILE | --start-urls URL,...)
                           [--since DAY] [--until DAY] [--archive ARCHIVE_URI]
                                                                     archive the sites' pages from WARC files
 
 Settings come from ``crawler/settings.py`` and the environment as for a crawl (``ARCHIVE_URI``, ``ARCHIVE_S3_*``,
 boto3's credentials); ``-s NAME=VALUE`` overrides one. Exit codes: 0 done, 1 a step failed (the reason on stderr),
-2 bad arguments or an unusable archive, refused before anything is changed.
+2 bad arguments or an unusable archive, refused before anything is changed; ``status --fail-on-alert``: 3 when
+site health flags a site.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pipelines.exceptions import ArchiveError
 
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
+EXIT_ALERT = 3  #: status --fail-on-alert: a site is flagged
 
 
 def _settings(archive_uri: str | None, overrides: list[str]):
@@ -115,6 +120,20 @@ def _parser() -> argparse.ArgumentParser:
     dedup.add_argument("--until", metavar="YYYY-MM-DD", help="articles first archived on or before this day (UTC)")
     _ray_options(dedup)
     _settings_option(dedup)
+    for name, help_text in (("status", "the tables, the last runs, new articles per site per day and site health"),
+                            ("report", "the archive's status as one self-contained HTML page with plots")):
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("archive_uri", nargs="?", help="folder, file:// or s3:// URI (default: ARCHIVE_URI)")
+        command.add_argument("--days", type=int, default=14, metavar="N",
+                             help="the per-day figures cover the last N days (UTC), today included (default 14)")
+        _settings_option(command)
+    commands.choices["status"].add_argument(
+        "--fail-on-alert", action="store_true",
+        help=f"exit {EXIT_ALERT} when site health flags a site (for a scheduler's alerting)")
+    commands.choices["status"].add_argument("--runs", type=int, default=10, metavar="N",
+                                            help="the last N runs shown (default 10)")
+    commands.choices["report"].add_argument("-o", "--output", required=True, metavar="FILE",
+                                            help="the HTML file written")
     compact = commands.choices["compact"]
     compact.add_argument("--target-bytes", type=int, help="size of the files written (ARCHIVE_COMPACT_TARGET_BYTES)")
     compact.add_argument("--closed-after-days", type=int,
@@ -138,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         return _reextract(args)
     if args.command == "backfill":
         return _backfill(args)
+    if args.command in ("status", "report"):
+        return _status(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s")
     try:
         settings = _settings(args.archive_uri, args.settings)
@@ -293,6 +314,42 @@ def _scrapy_crawl(spider: str, spider_args: dict, settings: dict, overrides: lis
     command += [part for override in overrides for part in ("-s", override)]
     execute(command)
     return 0
+
+
+def _status(args) -> int:
+    """``status`` and ``report``: reading only, nothing is created or changed."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s")
+    try:
+        if args.days < 1:
+            raise ArchiveError(f"--days must be at least 1, not {args.days}")
+        settings = _settings(args.archive_uri, args.settings)
+        from pipelines.archive import open_store
+        from pipelines.health import HealthSettings
+        from pipelines.manifest import mask_uri
+        from pipelines.status import read_overview
+
+        store = open_store(settings)
+        overview = read_overview(store, uri=mask_uri(settings["ARCHIVE_URI"]), days=args.days,
+                                 health=HealthSettings.from_settings(settings),
+                                 runs_read=settings.getint("HEALTH_RUNS_READ"))
+    except ArchiveError as exc:
+        print(f"news-archive: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except Exception as exc:
+        logging.getLogger(__name__).exception("news-archive %s failed", args.command)
+        print(f"news-archive: {args.command} failed: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return EXIT_FAILED
+    if args.command == "report":
+        from pipelines.report import write_report
+
+        write_report(overview, args.output)
+        print(f"report written to {args.output}: {len(overview.sites)} site(s), {len(overview.runs)} run(s), "
+              f"{len(overview.alerts)} alert(s)")
+        return 0
+    from pipelines.status import render_status
+
+    sys.stdout.write(render_status(overview, last_runs=args.runs))
+    return EXIT_ALERT if args.fail_on_alert and overview.alerts else 0
 
 
 def _window(args) -> tuple:

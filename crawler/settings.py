@@ -125,6 +125,7 @@ EXTENSIONS = {
     "scrapy.extensions.telnet.TelnetConsole": None,
     "scrapy.extensions.remote_control.RemoteControl": None,
     "crawler.memory.ReturnFreedMemory": 0,
+    "crawler.sitehealth.SiteHealthLog": 10,  # the crawl's last lines: the sites health flags (pipelines/health.py)
 }
 # glibc, in the crawler's process: blocks from this size up are mmap'd and given back when freed; 0 leaves
 # glibc's default, whose threshold grows so that freed response bodies stay resident. (Extraction workers are
@@ -174,3 +175,19 @@ ITEM_PIPELINES = {
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 FEED_EXPORT_ENCODING = "utf-8"
+
+# Site health (pipelines/health.py; news-archive status --fail-on-alert, the report, the crawl's last log lines):
+# each site judged on its last HEALTH_LOW_RUNS complete crawl runs against the median of the HEALTH_BASELINE_RUNS
+# runs before them (at least HEALTH_MIN_BASELINE_RUNS of them).
+HEALTH_ENABLED = True  # the crawl ends with one log line per flagged site
+HEALTH_BASELINE_RUNS = 5
+HEALTH_MIN_BASELINE_RUNS = 2
+HEALTH_LOW_RUNS = 1
+HEALTH_MIN_ARTICLES = 3  # a site whose median is fewer new articles per run is not judged on its yield
+HEALTH_YIELD_DROP = 0.2  # flagged: new articles below this fraction of the site's median in each run judged
+HEALTH_SHARE_RISE = 0.3  # flagged: the share of failed (or not-article) pages up by this much over its median
+HEALTH_BODY_DROP = 0.5  # flagged: the median body length below this fraction of its recent median
+HEALTH_COVERAGE_DROP = 0.3  # flagged: the share of rows with a title, an author or a date down by this much
+HEALTH_MIN_PAGES = 3  # shares are judged on at least this many pages on both sides
+HEALTH_MIN_ROWS = 8  # body lengths and coverage on at least this many article rows on both sides
+HEALTH_RUNS_READ = 200  # run manifests read, newest first (an S3 GET each)

@@ -33,6 +33,7 @@ from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.manifest import build_manifest, manifest_bytes, recorded_settings
 from pipelines.parquet import ClosedFile, DatasetWriter, check_file_schema
+from pipelines.site_counts import SiteCounts
 from pipelines.state import (DISCOVERY_PREFIX, EarlierRuns, discovery_bytes, discovery_entry, is_transient_failure,
                              load_discovery, load_state, write_state_snapshot)
 from pipelines.storage import PublishedFile, check_crawl_id, file_sha256, redact
@@ -126,6 +127,7 @@ class ArchivePipeline:
         self.spooled: list[tuple[str, ClosedFile]] = []  #: files left in the spool when publishing failed
         self.recovered: list[str] = []  #: crawl ids whose leftover files this run published
         self.errors: list[str] = []
+        self.site_counts = SiteCounts()  #: the rows written, per site, for the manifest's ``sites``
         self.started_at = datetime.now(timezone.utc)
         self.spool: spooling.RunSpool | None = None
         self.near_distance = near_distance
@@ -433,6 +435,8 @@ class ArchivePipeline:
             self._fail(f"write {dataset}: {type(exc).__name__}: {exc}")
         else:
             self.stats.inc(stats.rows(dataset))
+            if dataset != WARC_DATASET:
+                self.site_counts.add(record)
 
     def _submit(self, closed: ClosedFile) -> None:
         if closed.dataset != WARC_DATASET and self.warc is not None:
@@ -594,6 +598,7 @@ class ArchivePipeline:
             errors=self.errors,
         )
         self._publish_state(complete=status == "complete")
+        manifest["sites"] = self.site_counts.as_dict()
         manifest["spooled_files"] = [_closed_entry(dataset, closed) for dataset, closed in self.spooled]
         manifest["recovered_runs"] = self.recovered
         manifest["commits"] = self.commits

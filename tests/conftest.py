@@ -59,7 +59,7 @@ def no_way_off_loopback():
 
 
 #: fixtures built from the corpus: a test that uses one must be marked needs_corpus
-CORPUS_FIXTURES = {"news_site", "news_crawl", "corpus_crawl"}
+CORPUS_FIXTURES = {"news_site", "news_crawl", "corpus_crawl", "health_archive"}
 
 
 def in_ci() -> bool:
@@ -453,3 +453,49 @@ def corpus_crawl(tmp_path_factory):
     result = run_crawl(archive, [base + "/robots.txt", base + "/"], settings={"CONCURRENT_REQUESTS_PER_DOMAIN": "16"})
     yield site, ids, result
     site.stop()
+
+
+@dataclass
+class HealthArchive:
+    """Three local publishers crawled on HEALTH_DAYS days into one archive (``tests/healthsite.py``)."""
+
+    archive: Path
+    sites: dict  #: role -> HealthSite
+    crawls: list  #: CrawlResult per day
+
+
+HEALTH_DAYS = 4
+#: role -> loopback host: one site moves its bodies into a script on the last day, one empties its sitemap, one
+#: changes nothing but its new stories
+HEALTH_HOSTS = {"layout": "127.0.0.2", "steady": "127.0.0.3", "sitemap": "127.0.0.4"}
+
+
+@pytest.fixture(scope="session")
+def health_archive(tmp_path_factory):
+    from healthsite import HealthSite, corpus_texts
+
+    per_site = 4 + 3 * (HEALTH_DAYS - 1)
+    texts = corpus_texts(CORPUS_DIR, per_site * len(HEALTH_HOSTS))
+    sites, servers = {}, []
+    for i, (role, host) in enumerate(HEALTH_HOSTS.items()):
+        site = HealthSite(f"The {role.title()} Gazette", texts[i * per_site:(i + 1) * per_site])
+        server = LocalSite(host=host)
+        site.base_url = server.start()
+        sites[role] = site
+        servers.append(server)
+    sites["layout"].layout_from = HEALTH_DAYS
+    sites["sitemap"].sitemap_emptied_from = HEALTH_DAYS
+    archive = tmp_path_factory.mktemp("health") / "archive"
+    crawls = []
+    try:
+        for day in range(1, HEALTH_DAYS + 1):
+            for site, server in zip(sites.values(), servers):
+                server.pages = site.edition(day)
+            result = run_crawl(archive, [f"{site.base_url}{path}" for site in sites.values()
+                                         for path in ("/", "/robots.txt")])
+            assert result.returncode == 0, result.stderr[-3000:]
+            crawls.append(result)
+        yield HealthArchive(archive=archive, sites=sites, crawls=crawls)
+    finally:
+        for server in servers:
+            server.stop()

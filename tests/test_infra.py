@@ -564,3 +564,22 @@ def test_compaction_cronjob_runs_news_archive_compact_on_the_crawls_archive(cron
 
     assert shutil.which("news-archive") or (Path(sys.executable).parent / "news-archive").exists(), \
         "the package installs the news-archive command the CronJob runs"
+
+
+def test_health_cronjob_fails_its_job_when_a_site_is_flagged(cronjob):
+    _, crawl = cronjob
+    [health] = [doc for doc in yaml.safe_load_all((INFRA / "kubernetes" / "health-cronjob.yaml").read_text())
+                if doc and doc["kind"] == "CronJob"]
+    pod, container = pod_and_container(health)
+    _, crawler = pod_and_container(crawl)
+    assert container["command"] == ["news-archive", "status", "--fail-on-alert"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["ARCHIVE_URI"] == {item["name"]: item["value"] for item in crawler["env"]}["ARCHIVE_URI"]
+    assert container["image"] == crawler["image"] and pod["serviceAccountName"] == "news-archive"
+    job = health["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0
+    [rule] = job["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [2, 3]
+    from crawler.cli import EXIT_ALERT, EXIT_REFUSED
+
+    assert {EXIT_ALERT, EXIT_REFUSED} == set(rule["onExitCodes"]["values"])
