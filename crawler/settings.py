@@ -125,8 +125,15 @@ EXTENSIONS = {
     "scrapy.extensions.telnet.TelnetConsole": None,
     "scrapy.extensions.remote_control.RemoteControl": None,
     "crawler.memory.ReturnFreedMemory": 0,
+    "crawler.progress.CrawlProgress": 0,
     "crawler.sitehealth.SiteHealthLog": 10,  # the crawl's last lines: the sites health flags (pipelines/health.py)
 }
+# A progress line at INFO every this many seconds (pages fetched, articles, duplicates, rejects, requests waiting,
+# pages/s over the interval, extraction workers busy), and a last one with the totals when the spider closes; 0: off.
+PROGRESS_INTERVAL = 5
+# auto: a live progress bar (tqdm) instead of the line when stderr is a terminal, the line when it is not (a
+# CronJob's log); off: always the line.
+PROGRESS_BAR = "auto"
 # glibc, in the crawler's process: blocks from this size up are mmap'd and given back when freed; 0 leaves
 # glibc's default, whose threshold grows so that freed response bodies stay resident. (Extraction workers are
 # recycled every EXTRACT_MAX_TASKS_PER_WORKER pages instead: there it cost ~3 % CPU for ~6 MB.)

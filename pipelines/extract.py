@@ -321,6 +321,12 @@ class ExtractPipeline:
         self.in_flight = 0
         self.cpu_seconds = 0.0
 
+    @property
+    def busy_workers(self) -> int:
+        """Extraction workers holding a page now (pages in flight past ``workers`` wait in the pool's queue);
+        0 when pages are extracted in the crawler's own process."""
+        return min(self.in_flight, self.workers) if self.pool is not None else 0
+
     @classmethod
     def from_crawler(cls, crawler):
         settings = crawler.settings

@@ -77,7 +77,8 @@ def test_each_default_in_the_settings_table_is_the_one_in_settings_py(names, cel
 
 def test_every_setting_of_the_project_is_in_the_table():
     named = {name for names, _ in ROWS for name in names}
-    ours = {name for name in vars(settings) if name.startswith(("ARCHIVE_", "EXTRACT_", "DEDUP_", "CRAWL_", "MEMORY_", "HEALTH_"))}
+    ours = {name for name in vars(settings) if name.startswith(("ARCHIVE_", "EXTRACT_", "DEDUP_", "CRAWL_", "MEMORY_",
+                                                                      "PROGRESS_", "HEALTH_"))}
     assert ours - named == set()
 
 

@@ -20,6 +20,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from crawler import redaction
 from crawler.containment import AddressPolicy
 from crawler.frontier import check_frontier_dir
+from crawler.progress import bar_mode
 from crawler.shards import shard_from_settings
 from pipelines import stats
 from pipelines.archive import check_tables, open_store
@@ -57,6 +58,7 @@ def check_before_crawl(settings, spider_args: dict, *, spider: str = "news") -> 
         shard_from_settings(settings)  # CRAWL_SHARD, or JOB_COMPLETION_INDEX with CRAWL_SHARDS
     AddressPolicy.from_settings(settings)  # ALLOW_PRIVATE_NETWORKS, CRAWL_ALLOWED_NETWORKS
     check_frontier_dir(settings)
+    bar_mode(settings)  # PROGRESS_BAR: auto or off
     if settings.get("ARCHIVE_CRAWL_ID"):
         check_crawl_id(settings["ARCHIVE_CRAWL_ID"])
     check_tables(open_store(settings))  # a table that cannot take this release's schema is refused here
