@@ -7,7 +7,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from pipelines.exceptions import BadArchiveURI
-from pipelines.s3_store import S3Store
 from pipelines.storage import ArchiveStore, LocalStore, redact
 
 
@@ -26,7 +25,9 @@ def store_from_uri(uri: str, s3_options=None) -> ArchiveStore:
         if not path:
             raise BadArchiveURI(f"file:// URI without a path: {uri!r}")
         return LocalStore(Path(path))
-    if scheme == "s3":
+    if scheme == "s3":  # boto3 imported only for an S3 archive (~9 MB of a local crawl's memory otherwise)
+        from pipelines.s3_store import S3Store
+
         return S3Store.from_uri(uri, s3_options)
     if scheme and len(scheme) > 1 and ("://" in uri or scheme in ("s3a", "s3n", "gs", "gcs", "az", "abfs")):
         raise BadArchiveURI(
