@@ -342,7 +342,11 @@ def _status(args) -> int:
     if args.command == "report":
         from pipelines.report import write_report
 
-        write_report(overview, args.output)
+        try:
+            write_report(overview, args.output)
+        except OSError as exc:  # a missing folder, no permission, a full disk: no report, nothing half-written
+            print(f"news-archive: report: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_FAILED
         print(f"report written to {args.output}: {len(overview.sites)} site(s), {len(overview.runs)} run(s), "
               f"{len(overview.alerts)} alert(s)")
         return 0

@@ -34,9 +34,13 @@ PLOTS = ("articles-per-day", "yield-per-run", "rejects-by-reason", "duplicates-b
 def write_report(overview: ArchiveOverview, path: str | Path) -> None:
     """Write the report to ``path`` whole: a temporary file beside it, then renamed."""
     path = Path(path)
+    text = render_report(overview)
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(render_report(overview), encoding="utf-8")
-    temporary.replace(path)
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def render_report(overview: ArchiveOverview) -> str:

@@ -213,3 +213,22 @@ def test_only_complete_crawl_runs_are_judged():
     assert archive_alerts(runs + [summary(4, new=0, status="partial")], HealthSettings()) == []
     assert archive_alerts(runs + [summary(4, new=0, job="reextract")], HealthSettings()) == []
     assert [a.signal for a in archive_alerts(runs + [summary(4, new=0)], HealthSettings())] == ["yield_drop"]
+
+
+def test_the_report_of_an_empty_archive_and_to_a_missing_folder(tmp_path):
+    from pipelines.report import PLOTS, plots_in
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    target = ArchiveTarget(uri=str(empty), env={}, options={}, store=None)
+    out = tmp_path / "report.html"
+    written = news_archive(target, tmp_path, "report", str(empty), "-o", str(out))
+    assert written.returncode == 0, written.stderr
+    text = out.read_text(encoding="utf-8")
+    assert plots_in(text) == list(PLOTS) and "No site flagged (0 site(s) judged)" in text
+    assert text.count("in the window") == 6  # every plot says it has nothing to draw (the SVG keeps its text)
+    missing = tmp_path / "no" / "such" / "report.html"
+    written = news_archive(target, tmp_path, "report", str(empty), "-o", str(missing))
+    assert written.returncode == 1
+    assert written.stderr == f"news-archive: report: cannot write {missing}: No such file or directory\n"
+    assert not missing.parent.exists()
