@@ -13,7 +13,9 @@ the spider yields every URL it discovers, with what it is for
   revisit (``CRAWL_REVISIT_AFTER_DAYS``) is requested again at its canonical URL,
   conditionally. Within the run, a URL whose canonical form was already
   requested is not requested again; when it is another URL, it becomes a
-  ``UrlAlias`` so the archive records it.
+  ``UrlAlias`` so the archive records it. A Google News sitemap entry for a URL
+  already requested becomes a ``SitemapNewsSeen``: its fields still reach the
+  URL's row (``pipelines/archive.py``).
 * a **discovery** document (robots.txt sitemaps, child sitemaps, feeds) is asked
   for conditionally with the validators the last complete run kept; on a 304
   the spider reaches the sitemaps the last run saw in it. A child sitemap
@@ -42,7 +44,7 @@ from scrapy.exceptions import IgnoreRequest
 from w3lib.url import safe_url_string
 
 from crawler import meta as request_meta
-from pipelines.records import DiscoveredDocument, UrlAlias
+from pipelines.records import DiscoveredDocument, SitemapNewsSeen, UrlAlias
 from pipelines import stats
 from pipelines.fingerprints import canonicalize_url, seen_url_key, url_without_fragment
 from pipelines.state import backoff_days, lastmod_instant
@@ -117,8 +119,14 @@ class KnownUrlFilter:
                 yield output
                 continue
             role = output.meta.get(request_meta.ROLE, request_meta.ENTRY)
+            news = output.meta.get(request_meta.SITEMAP_NEWS)
             if role == request_meta.ENTRY:
-                output = await self._entry(output)
+                request, output = output, await self._entry(output)
+                if news is not None and not isinstance(output, Request) and self.requested(request.url):
+                    # requested already (found first by a link or a feed): the entry's fields go to its row
+                    self.stats.inc(stats.SITEMAP_NEWS_SEEN)
+                    yield SitemapNewsSeen(url=request.url, canonical_url=canonicalize_url(request.url), news=news,
+                                          seen_at=datetime.now(timezone.utc))
             elif role == request_meta.DISCOVERY:
                 output = self._discovery(output)
             if output is not None:

@@ -12,6 +12,8 @@ ENTRY = "entry"  #: a link, feed entry or sitemap entry: fetched unless the arch
 
 SITE = "archive_site"  #: name of the site (crawler/sites.py) a start URL belongs to
 SITEMAP_LASTMOD = "sitemap_lastmod"  #: the <lastmod> an index gave for this child sitemap, as written
+#: a Google News sitemap entry's news block (``pipelines.records.SitemapNews``): it lands in the page's row
+SITEMAP_NEWS = "archive_sitemap_news"
 #: set by the filter on a conditional request for a discovery document: what the last run recorded of it
 #: (``pipelines.state.discovery_entry``), so that a 304 still leads to the sitemaps it lists
 KNOWN_DOCUMENT = "archive_known_document"

@@ -27,7 +27,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from scrapy import signals
 
-from pipelines.records import ArticleRecord, DiscoveredDocument, DuplicateRecord, RejectRecord, WarcFileRecord
+from pipelines.publisher import LateSitemapNews, amend_with
+from pipelines.records import (ArticleRecord, DiscoveredDocument, DuplicateRecord, RejectRecord, SitemapNewsSeen,
+                               WarcFileRecord)
 from pipelines import spool as spooling
 from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError
@@ -128,6 +130,7 @@ class ArchivePipeline:
         self.recovered: list[str] = []  #: crawl ids whose leftover files this run published
         self.errors: list[str] = []
         self.site_counts = SiteCounts()  #: the rows written, per site, for the manifest's ``sites``
+        self.late_news = LateSitemapNews()  #: Google News entries read after their URL was requested
         self.started_at = datetime.now(timezone.utc)
         self.spool: spooling.RunSpool | None = None
         self.near_distance = near_distance
@@ -412,6 +415,10 @@ class ArchivePipeline:
         if isinstance(item, DiscoveredDocument):
             self._discovered(item)
             return item
+        if isinstance(item, SitemapNewsSeen):
+            self._late_news(item)
+            self.cpu_seconds += time.thread_time() - started
+            return item
         dataset = _DATASET_OF.get(type(item))
         if dataset is not None:
             self._write(dataset, item)
@@ -426,10 +433,26 @@ class ArchivePipeline:
         if known is None or document.fetched_at.isoformat() >= known["fetched_at"]:
             self.discovery[document.url] = discovery_entry(document)
 
+    def _late_news(self, seen: SitemapNewsSeen) -> None:
+        """A Google News entry for a URL this run requested before: its fields go to the URL's row (now, when
+        the row comes, or when the file holding it is closed)."""
+        written = self.late_news.seen(seen)
+        if written is None:
+            return
+        url, (dt, generation) = written
+        if self.writers["articles"].amend(dt, generation, url, amend_with(seen)):
+            return
+        self.stats.inc(stats.SITEMAP_NEWS_TOO_LATE)
+        logger.info("the Google News sitemap entry for %s came after its row's file was closed; its fields are not "
+                    "in the row", url)
+
     def _write(self, dataset: str, record) -> None:
         when = getattr(record, "fetched_at", None) or getattr(record, "detected_at", None) or record.first_fetched_at
+        dt = when.astimezone(timezone.utc).strftime("%Y-%m-%d")
+        if dataset == "articles":
+            record = self.late_news.article(record, (dt, self.writers[dataset].generation(dt)))
         try:
-            self.writers[dataset].write(record, dt=when.astimezone(timezone.utc).strftime("%Y-%m-%d"))
+            self.writers[dataset].write(record, dt=dt)
         except Exception as exc:  # our own bug: record it, fail the run, keep crawling
             logger.exception("could not write a %s row", dataset)
             self._fail(f"write {dataset}: {type(exc).__name__}: {exc}")
@@ -568,6 +591,8 @@ class ArchivePipeline:
         self._collect()
         self.stats.set(stats.ARCHIVE_CPU, round(self.cpu_seconds, 3))
         self.stats.set(stats.UPLOAD_CPU, round(self.upload_cpu_seconds, 3))
+        if "articles" in self.writers and self.writers["articles"].amended_rows:
+            self.stats.set(stats.SITEMAP_NEWS_AMENDED, self.writers["articles"].amended_rows)
         unread = self.stats.values().get(stats.BACKFILL_SOURCES_FAILED, 0)
         if unread:  # a backfill that could not read all its WARC files has not done its job
             self._fail(f"backfill: {unread} WARC source(s) could not be read (see the log); a rerun reads them")

@@ -38,6 +38,7 @@ from pipelines.decode import page_text
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.pagemeta import PageMeta, read_page_meta
 from pipelines.pagetype import classify_page, text_weight
+from pipelines.publisher import body_truncated_by_paywall, paywalled_texts, sitemap_news_columns
 from pipelines.reextract import reextraction_changes
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,10 @@ class ExtractedArticle:
     tags: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
     image_url: str | None = None
+    sections: list[str] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)  #: the page's own; the sitemap's are merged in by to_record
+    is_accessible_for_free: bool | None = None
+    body_truncated_by_paywall: bool | None = None
     content_hash: str = ""  #: SHA-256 hex of the normalised body
     simhash: int = 0  #: 64-bit SimHash of the body, unsigned
 
@@ -104,8 +109,8 @@ class Extraction:
     """The outcome for one page: an article, or a reason (and detail) why not."""
 
     article: ExtractedArticle | None
-    #: "article", or why not: not_article, too_short, empty, too_deep, extraction_failed, extract_timeout,
-    #: too_large, worker_crashed
+    #: "article", or why not: not_article, too_short, paywalled, empty, too_deep, extraction_failed,
+    #: extract_timeout, too_large, worker_crashed
     reason: str
     detail: str = ""
     cpu_seconds: float = 0.0  #: CPU time the extraction took (in whichever process ran it)
@@ -120,6 +125,7 @@ def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now
         return Extraction(None, "too_deep", f"elements nested {PARSER_MAX_DEPTH} deep: the HTML parser stops there, "
                                             "the rest of the page is lost")
     meta = read_page_meta(tree)
+    paywalled = paywalled_texts(tree, meta.paywalled_selectors) if meta.paywalled_selectors else None
     try:
         document = bare_extraction(tree, url=url, options=options)
     except Exception as exc:  # trafilatura has no exception contract; one bad page must not stop the crawl
@@ -131,6 +137,11 @@ def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now
     if not body:
         return Extraction(None, "empty", "trafilatura found no main text")
     verdict = classify_page(url, meta, text_weight(body), min_chars=min_chars)
+    truncated = body_truncated_by_paywall(paywalled, body)
+    if verdict.reason == "too_short" and (meta.is_accessible_for_free is False or truncated):
+        # a teaser: the page says the article is not free, and what it served is short
+        return Extraction(None, "paywalled", f"isAccessibleForFree {meta.is_accessible_for_free}, "
+                                             f"body truncated by paywall {truncated}; {verdict.detail}")
     if not verdict.is_article:
         return Extraction(None, verdict.reason, verdict.detail)
     published = parse_date_statement(meta.published_raw, now=now)
@@ -160,6 +171,10 @@ def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now
         tags=_clean_list(document.tags),
         categories=_clean_list(document.categories),
         image_url=document.image or None,
+        sections=meta.sections,
+        keywords=meta.keywords,
+        is_accessible_for_free=meta.is_accessible_for_free,
+        body_truncated_by_paywall=truncated,
         content_hash=fingerprints.content_hash(body),
         simhash=fingerprints.simhash(body),
     )
@@ -465,6 +480,10 @@ class ExtractPipeline:
             warc_record_offset=page.warc_record_offset,
             warc_record_length=page.warc_record_length,
             extracted_at=extracted_at,
+            sections=article.sections,
+            is_accessible_for_free=article.is_accessible_for_free,
+            body_truncated_by_paywall=article.body_truncated_by_paywall,
+            **sitemap_news_columns(page.sitemap_news, article.keywords, now=extracted_at),
         )
 
 

@@ -120,6 +120,12 @@ def build_manifest(
                       if k.startswith(prefix_reextract)},
         "backfill": {k[len(prefix_backfill):]: v for k, v in sorted(stat_values.items())
                      if k.startswith(prefix_backfill)},
+        "sitemap_news": {
+            "entries": stat_values.get(stats.SITEMAP_NEWS_ENTRIES, 0),
+            "seen_after_request": stat_values.get(stats.SITEMAP_NEWS_SEEN, 0),
+            "rows_amended": stat_values.get(stats.SITEMAP_NEWS_AMENDED, 0),
+            "too_late": stat_values.get(stats.SITEMAP_NEWS_TOO_LATE, 0),
+        },
     }
     return {
         "manifest_version": MANIFEST_VERSION,

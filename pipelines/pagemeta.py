@@ -2,7 +2,10 @@
 
 Read-only over an lxml tree (the same tree is then handed to trafilatura):
 og:type, JSON-LD types, canonical links, date statements with where they came
-from, ``<html lang>``, and how much of the page's text is link text.
+from, ``<html lang>``, sections and keywords (JSON-LD, ``article:section``,
+``article:tag``, ``keywords``, ``news_keywords``), the paywall statement
+(JSON-LD ``isAccessibleForFree`` and ``hasPart`` ``cssSelector``), and how much of
+the page's text is link text.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 
 from lxml.html import HtmlElement
+
+from pipelines.publisher import merge_terms, split_terms
 
 #: schema.org types that mean "this page is one article"
 ARTICLE_TYPES = frozenset(
@@ -45,6 +50,10 @@ class PageMeta:
     html_lang: str | None = None
     jsonld_authors: list[str] = field(default_factory=list)
     jsonld_headline: str | None = None
+    sections: list[str] = field(default_factory=list)  #: JSON-LD articleSection, then article:section
+    keywords: list[str] = field(default_factory=list)  #: JSON-LD keywords, then article:tag, keywords, news_keywords
+    is_accessible_for_free: bool | None = None  #: JSON-LD isAccessibleForFree (the article's, else the page's)
+    paywalled_selectors: list[str] = field(default_factory=list)  #: hasPart parts not free: their cssSelector
     text_chars: int = 0  #: visible text characters in <body> (measured on first use of link_density)
     link_chars: int = 0  #: of which inside <a>
     links: int = 0  #: number of <a href> elements
@@ -64,6 +73,7 @@ def read_page_meta(tree: HtmlElement) -> PageMeta:
     meta = PageMeta()
     meta.html_lang = (tree.get("lang") or tree.get("xml:lang") or "").strip() or None
     _read_jsonld(tree, meta)
+    sections, tags, keywords = [], [], []
     for element in tree.iterfind(".//meta"):
         key = (element.get("property") or element.get("name") or element.get("itemprop") or "").strip().lower()
         content = (element.get("content") or "").strip()
@@ -77,6 +87,14 @@ def read_page_meta(tree: HtmlElement) -> PageMeta:
             meta.published_raw, meta.published_source = content, "meta"
         elif key in _MODIFIED_META and meta.modified_raw is None:
             meta.modified_raw, meta.modified_source = content, "meta"
+        elif key == "article:section":
+            sections.append(content)
+        elif key == "article:tag":
+            tags.append(content)
+        elif key in ("keywords", "news_keywords"):
+            keywords.extend(split_terms(content))
+    meta.sections = merge_terms(meta.sections, sections)
+    meta.keywords = merge_terms(meta.keywords, tags, keywords)
     for link in tree.iterfind(".//link"):
         if "canonical" in (link.get("rel") or "").lower().split() and link.get("href"):
             meta.canonical = link.get("href").strip()
@@ -89,6 +107,7 @@ def read_page_meta(tree: HtmlElement) -> PageMeta:
 
 def _read_jsonld(tree: HtmlElement, meta: PageMeta) -> None:
     article: dict | None = None
+    free: bool | None = None  #: stated by an object other than the article (its WebPage)
     for script in tree.xpath('//script[contains(translate(@type, "LDJSON", "ldjson"), "ld+json")]'):
         text = script.text or ""
         if len(text) > _MAX_JSONLD_BYTES:
@@ -102,8 +121,16 @@ def _read_jsonld(tree: HtmlElement, meta: PageMeta) -> None:
             meta.jsonld_types |= types
             if article is None and types & ARTICLE_TYPES:
                 article = obj
+            elif "hasPart" in obj or "isAccessibleForFree" in obj:
+                stated = _read_paywall(obj, meta)
+                free = stated if free is None else free
     if article is None:
+        meta.is_accessible_for_free = free
         return
+    stated = _read_paywall(article, meta)
+    meta.is_accessible_for_free = stated if stated is not None else free
+    meta.sections = split_terms(article.get("articleSection"))
+    meta.keywords = split_terms(article.get("keywords"))
     published, modified = article.get("datePublished"), article.get("dateModified")
     if isinstance(published, str) and published.strip():
         meta.published_raw, meta.published_source = published.strip(), "jsonld"
@@ -116,6 +143,25 @@ def _read_jsonld(tree: HtmlElement, meta: PageMeta) -> None:
         name = author.get("name") if isinstance(author, dict) else author
         if isinstance(name, str) and name.strip():
             meta.jsonld_authors.append(" ".join(name.split()))
+
+
+def _read_paywall(obj: dict, meta: PageMeta) -> bool | None:
+    """``isAccessibleForFree`` of one object (a boolean, or "False"/"true" as publishers also write it), and the
+    cssSelector of each of its ``hasPart`` parts that is not free, added to ``meta``."""
+    for part in _as_list(obj.get("hasPart"))[:20]:
+        if isinstance(part, dict) and _boolean(part.get("isAccessibleForFree")) is False:
+            for selector in _as_list(part.get("cssSelector")):
+                if isinstance(selector, str) and selector.strip() and selector.strip() not in meta.paywalled_selectors:
+                    meta.paywalled_selectors.append(selector.strip())
+    return _boolean(obj.get("isAccessibleForFree"))
+
+
+def _boolean(value: object) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None
 
 
 def _walk_jsonld(data: object, depth: int = 0):

@@ -115,6 +115,32 @@ def _estimate_bytes(row: dict) -> int:
     return size
 
 
+class Amendments:
+    """Changes to rows already handed to a writer, each found by the value of one column (``url``): ``changes``
+    gets the row as a dict and returns the columns to set. Applied when the file holding the row is closed."""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+        self.changes: dict[object, Callable[[dict], dict]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+    def apply(self, table: pa.Table) -> tuple[pa.Table, int]:
+        keys = table.column(self.column).to_pylist()
+        positions = [i for i, key in enumerate(keys) if key in self.changes]
+        if not positions:
+            return table, 0
+        columns: dict[str, list] = {}
+        for position, row in zip(positions, table.take(positions).to_pylist()):
+            for name, value in self.changes[keys[position]](row).items():
+                columns.setdefault(name, table.column(name).to_pylist())[position] = value
+        for name, values in columns.items():
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, table.schema.field(index), pa.array(values, type=table.schema.field(index).type))
+        return table, len(positions)
+
+
 class _PartitionFile:
     """One open file of one partition."""
 
@@ -123,25 +149,51 @@ class _PartitionFile:
         self.path = path
         self.inprogress = path.with_name(path.name + ".inprogress")
         self.inprogress.parent.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.compression, self.compression_level = compression, compression_level
         try:
-            self.writer = pq.ParquetWriter(
-                self.inprogress, schema, compression=compression, compression_level=compression_level,
-                write_statistics=True, use_dictionary=dictionary_columns(schema),
-            )
+            self.writer = self._writer(self.inprogress)
         except Exception:  # a full disk can fail even the file's header
             self.inprogress.unlink(missing_ok=True)
             raise
         self.rows = 0
         self.bytes_estimate = 0
 
+    def _writer(self, path: Path) -> pq.ParquetWriter:
+        return pq.ParquetWriter(path, self.schema, compression=self.compression,
+                                compression_level=self.compression_level, write_statistics=True,
+                                use_dictionary=dictionary_columns(self.schema))
+
     def write(self, table: pa.Table) -> None:
         self.writer.write_table(table, row_group_size=max(table.num_rows, 1))
         self.rows += table.num_rows
 
-    def close(self) -> Path:
+    def close(self, amendments: Amendments | None = None) -> tuple[Path, int]:
+        """Close the file (its rows amended first, when there are amendments) under its final name; the rows
+        amended."""
         self.writer.close()
+        amended = self._amend(amendments) if amendments else 0
         self.inprogress.rename(self.path)
-        return self.path
+        return self.path, amended
+
+    def _amend(self, amendments: Amendments) -> int:
+        """Rewrite the file row group by row group (one in memory at a time), the amended rows changed."""
+        rewritten = self.inprogress.with_name(self.inprogress.name + ".amending")
+        amended = 0
+        try:
+            source = pq.ParquetFile(self.inprogress)
+            writer = self._writer(rewritten)
+            try:
+                for group in range(source.num_row_groups):
+                    table, count = amendments.apply(source.read_row_group(group))
+                    amended += count
+                    writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            finally:
+                writer.close()
+            rewritten.replace(self.inprogress)
+        finally:
+            rewritten.unlink(missing_ok=True)
+        return amended
 
     def abort(self) -> None:
         try:
@@ -188,6 +240,9 @@ class DatasetWriter:
         self._convert_rows = min(BATCH_ROWS, row_group_rows)
         self._convert_bytes = min(BATCH_BYTES, row_group_bytes)
         self._files: dict[str, _PartitionFile] = {}
+        self._generations: dict[str, int] = {}  #: per dt: files closed so far (the current file's number)
+        self._amendments: dict[str, Amendments] = {}  #: per dt: changes to rows of the current file
+        self.amended_rows = 0
         self._seq = 0
         self.rows_written = 0
         self.rejected_rows = 0  #: rows refused by the schema (a bug upstream; the run is marked failed)
@@ -209,6 +264,19 @@ class DatasetWriter:
             self._convert(dt)
             if self._batch_rows.get(dt, 0) >= group_rows or self._batch_bytes.get(dt, 0) >= self.row_group_bytes:
                 self._flush(dt)
+
+    def generation(self, dt: str) -> int:
+        """Which file of partition ``dt`` the rows written now go into (it changes when that file is closed)."""
+        return self._generations.get(dt, 0)
+
+    def amend(self, dt: str, generation: int, key: object, changes: Callable[[dict], dict], *,
+              column: str = "url") -> bool:
+        """Change the row of ``dt`` whose ``column`` is ``key``, written while ``generation`` was current, when its
+        file is closed; False when that file is already closed (too late)."""
+        if generation != self.generation(dt):
+            return False
+        self._amendments.setdefault(dt, Amendments(column)).changes[key] = changes
+        return True
 
     def _file_rows(self, dt: str) -> int:
         partition = self._files.get(dt)
@@ -280,12 +348,17 @@ class DatasetWriter:
         if partition is not None:
             partition.abort()
         self.discarded_rows += rows
+        self._amendments.pop(dt, None)
+        self._generations[dt] = self.generation(dt) + 1
         logger.error("%s: writing dt=%s failed; its unfinished file (%d rows) is discarded", self.dataset, dt, rows)
 
     def _roll(self, dt: str) -> None:
         partition = self._files[dt]
+        self._generations[dt] = self.generation(dt) + 1
+        amendments = self._amendments.pop(dt, None)
         try:
-            path = partition.close()
+            path, amended = partition.close(amendments)
+            self.amended_rows += amended
             sha256 = file_sha256(path)
         except Exception:
             path = partition.path

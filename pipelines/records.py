@@ -39,6 +39,32 @@ class FetchedPage:
     warc_record_offset: int | None = None
     warc_record_length: int | None = None
     earlier: EarlierExtraction | None = None  #: re-extraction: the row this page was extracted into before
+    sitemap_news: SitemapNews | None = None  #: what the Google News sitemap entry that listed the URL states
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SitemapNews:
+    """The ``<news:news>`` block of a Google News sitemap entry, each value as stated and bounded in size."""
+
+    title: str | None = None
+    publication_date: str | None = None  #: as written (W3C datetime); parsed where the row is made
+    publication: str | None = None  #: <news:publication><news:name>
+    language: str | None = None  #: <news:publication><news:language>
+    keywords: tuple[str, ...] = ()
+    genres: tuple[str, ...] = ()  #: older sitemaps: PressRelease, Satire, Blog, OpEd, Opinion, UserGenerated
+    stock_tickers: tuple[str, ...] = ()  #: older sitemaps: NASDAQ:AMAT, ...
+    access: str | None = None  #: older sitemaps: Subscription or Registration
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SitemapNewsSeen:
+    """A Google News sitemap entry for a URL this run had already requested (found first by a link or a feed): its
+    fields go to that URL's article row all the same."""
+
+    url: str  #: the entry's <loc>
+    canonical_url: str  #: canonical form of the URL it leads to
+    news: SitemapNews
+    seen_at: datetime  #: UTC
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -156,6 +182,22 @@ class ArticleRecord:
     warc_record_offset: int | None = None  #: where the record starts in it (bytes)
     warc_record_length: int | None = None  #: its length (one gzip member)
     extracted_at: datetime | None = None  #: UTC; when this extraction was made (a re-extraction: later than fetched_at)
+    sections: list[str] | None = field(default_factory=list)  #: JSON-LD articleSection, article:section, merged
+    #: JSON-LD keywords, article:tag, <meta name=keywords> and the sitemap's news:keywords, merged
+    keywords: list[str] | None = field(default_factory=list)
+    is_accessible_for_free: bool | None = None  #: JSON-LD isAccessibleForFree; None when the page does not say
+    #: True: the page marks paywalled parts (hasPart cssSelector) and the body lacks them; False: it holds them
+    body_truncated_by_paywall: bool | None = None
+    sitemap_news_title: str | None = None
+    sitemap_news_published_at: datetime | None = None  #: UTC instant; None without an offset
+    sitemap_news_published_date: date | None = None
+    sitemap_news_published_at_raw: str | None = None
+    sitemap_news_publication: str | None = None
+    sitemap_news_language: str | None = None
+    sitemap_news_keywords: list[str] | None = None
+    sitemap_news_genres: list[str] | None = None
+    sitemap_news_stock_tickers: list[str] | None = None
+    sitemap_news_access: str | None = None
 
 
 @dataclass(kw_only=True, slots=True)

@@ -20,11 +20,14 @@ from datetime import date, timedelta
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from pipelines.publisher import SITEMAP_NEWS_STATED
 from pipelines.records import ArticleRecord, EarlierExtraction
 
 #: what a re-extracted page keeps from the row it replaces, besides its identity (EarlierExtraction)
 _CAPTURE_COLUMNS = ["url", "fetched_at", "http_status", "discovered_via", "source_url", "http_etag",
-                    "http_last_modified", "redirect_urls", "warc_filename", "warc_record_offset", "warc_record_length"]
+                    "http_last_modified", "redirect_urls", "warc_filename", "warc_record_offset", "warc_record_length",
+                    # what the Google News sitemap said of the URL when it was fetched: not in the WARC record
+                    *SITEMAP_NEWS_STATED]
 _EARLIER_COLUMNS = ["article_id", "version", "first_seen_at", "crawl_id", "extractor_version", "title",
                     "content_hash", "published_at", "authors"]
 JUDGED_BY = ("articles", "duplicates", "rejects")  #: the tables whose rows say a record was judged

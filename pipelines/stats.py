@@ -46,6 +46,12 @@ STATE_REFRESHED_ROWS = f"{PREFIX}/state/refreshed_rows"  #: their article rows
 STATE_REFRESH_FAILED = f"{PREFIX}/state/refresh_failed"
 NOT_MODIFIED = f"{PREFIX}/state/not_modified"  #: conditional requests answered 304
 STATUS = f"{PREFIX}/status"
+SITEMAP_NEWS_ENTRIES = f"{PREFIX}/sitemap_news/entries"  #: Google News sitemap entries read with a news block
+#: news blocks of entries for URLs this run had already requested, handed on to their rows
+SITEMAP_NEWS_SEEN = f"{PREFIX}/sitemap_news/seen_after_request"
+SITEMAP_NEWS_AMENDED = f"{PREFIX}/sitemap_news/rows_amended"  #: rows already written, given the fields at file close
+#: news blocks that came after their row's file was closed (a run that rolls files before it reads the sitemap)
+SITEMAP_NEWS_TOO_LATE = f"{PREFIX}/sitemap_news/too_late"
 
 
 def dropped(reason: str) -> str:

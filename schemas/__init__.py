@@ -27,7 +27,7 @@ def _schema(dataset: str, version: int, fields: list[pa.Field]) -> pa.Schema:
 
 ARTICLES = _schema(
     "articles",
-    4,
+    5,
     [
         _field("article_id", pa.string(), "Stable id: first 32 hex digits of SHA-256 of canonical_url", nullable=False),
         _field("version", pa.int32(), "1 for the first capture; higher when a revisit found a changed body", nullable=False),
@@ -67,6 +67,20 @@ ARTICLES = _schema(
         _field("warc_record_offset", pa.int64(), "Where that record starts in the file, in bytes (one gzip member): with warc_record_length, one ranged read fetches it"),
         _field("warc_record_length", pa.int64(), "The record's length in bytes"),
         _field("extracted_at", UTC_TIMESTAMP, "When this extraction was made, UTC: a re-extraction (news-archive reextract) of the same capture is later; null in files of schema versions 1 to 3"),
+        _field("sections", pa.list_(pa.string()), "Sections the publisher files the article under: JSON-LD articleSection, then <meta property=article:section>; each once (case as stated, the first spelling kept); empty when none; null in files of schema versions 1 to 4"),
+        _field("keywords", pa.list_(pa.string()), "Keywords the publisher states: JSON-LD keywords, <meta property=article:tag>, <meta name=keywords> and <meta name=news_keywords>, then the Google News sitemap's news:keywords; each once (case as stated, the first spelling kept), at most 50; empty when none; null in files of schema versions 1 to 4"),
+        _field("is_accessible_for_free", pa.bool_(), "JSON-LD isAccessibleForFree (the article's, else its page's): false for a paywalled article; null when the page does not say"),
+        _field("body_truncated_by_paywall", pa.bool_(), "For a page that marks paywalled parts (JSON-LD hasPart with isAccessibleForFree false and a cssSelector): true when body lacks their text (only the free part was served), false when it holds it; null when the page marks none"),
+        _field("sitemap_news_title", pa.string(), "news:title of the Google News sitemap entry that listed the URL in the run that fetched it; null when none did"),
+        _field("sitemap_news_published_at", UTC_TIMESTAMP, "news:publication_date as a UTC instant: only when it has a time and an offset (the published_at rule); null otherwise"),
+        _field("sitemap_news_published_date", pa.date32(), "news:publication_date's calendar date as stated; null when none or unreadable"),
+        _field("sitemap_news_published_at_raw", pa.string(), "news:publication_date exactly as the sitemap gives it"),
+        _field("sitemap_news_publication", pa.string(), "news:publication/news:name: the publication's name"),
+        _field("sitemap_news_language", pa.string(), "news:publication/news:language, as stated (ISO 639 code)"),
+        _field("sitemap_news_keywords", pa.list_(pa.string()), "news:keywords split at commas, in order, at most 50; null when no sitemap entry"),
+        _field("sitemap_news_genres", pa.list_(pa.string()), "news:genres split at commas (older sitemaps: PressRelease, Satire, Blog, OpEd, Opinion, UserGenerated); null when no sitemap entry"),
+        _field("sitemap_news_stock_tickers", pa.list_(pa.string()), "news:stock_tickers split at commas (older sitemaps), e.g. NASDAQ:AMAT; null when no sitemap entry"),
+        _field("sitemap_news_access", pa.string(), "news:access (older sitemaps): Subscription or Registration; null when not stated"),
     ],
 )
 

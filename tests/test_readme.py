@@ -102,8 +102,15 @@ def test_every_sql_query_in_the_readme_runs_on_an_archive_and_gives_what_the_tab
     assert blocks, "the README shows SQL"
     connection = duckdb_with_delta()
     rows = DeltaTable("archive/articles").to_pyarrow_table().to_pylist()
+    keyword_days = Counter((r["sitemap_news_published_date"], k) for r in rows for k in r["sitemap_news_keywords"] or ())
+    paywalled = Counter((r["sitemap_news_published_date"], k) for r in rows for k in r["sitemap_news_keywords"] or ()
+                        if r["is_accessible_for_free"] is False)
     expected = {"articles per domain (an article counted once, however many versions of it were captured)":
-                sorted(Counter(domain for domain, _ in {(r["domain"], r["article_id"]) for r in rows}).items())}
+                sorted(Counter(domain for domain, _ in {(r["domain"], r["article_id"]) for r in rows}).items()),
+                # (an archive written before the columns: nulls there, so no row; tests/test_publisher_metadata.py
+                # runs it on a crawl that has them)
+                "articles per Google News keyword per day, and how many of them are paywalled":
+                sorted((day, keyword, n, paywalled[day, keyword]) for (day, keyword), n in keyword_days.items())}
     for block in blocks:
         title = block.splitlines()[0].removeprefix("-- ")
         assert title in expected, f"no expectation for the README query {title!r}"

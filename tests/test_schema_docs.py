@@ -244,6 +244,13 @@ A1 = _article(
     raw="2026-11-24T08:30:00+01:00", source="jsonld",
 )
 A1.update(warc_filename="warc/dt=2026-11-24/x-00001.warc.gz", warc_record_offset=375, warc_record_length=3945)
+A1.update(  # what the publisher stated: JSON-LD, meta tags and its Google News sitemap
+    sections=["World", "Environment"], keywords=["climate", "Methane", "COP31"], is_accessible_for_free=True,
+    sitemap_news_title="Climate summit ends with a deal", sitemap_news_published_at=_utc(2026, 11, 24, 7, 40),
+    sitemap_news_published_date=date(2026, 11, 24), sitemap_news_published_at_raw="2026-11-24T08:40:00+01:00",
+    sitemap_news_publication="Example News", sitemap_news_language="en",
+    sitemap_news_keywords=["COP31", "climate"], sitemap_news_genres=[], sitemap_news_stock_tickers=["NYSE:XOM"],
+    sitemap_news_access=None)
 A2 = _article(
     "https://www.example.com/business/2026/11/24/central-bank-holds-rates",
     title="Central bank holds rates", authors=["Jane Doe"],
@@ -257,6 +264,7 @@ A3 = _article(
     published_at=_utc(2026, 11, 24, 6, 0), published_date=date(2026, 11, 24),
     raw="2026-11-24T06:00:00Z", source="meta",
 )
+A3.update(sections=["Politics"], keywords=["elections"], is_accessible_for_free=False, body_truncated_by_paywall=True)
 A4 = _article(  # a wire copy of A1 archived by a later run
     "https://news.example.org/world/2026/11/25/climate-summit-deal-methane",
     title="Summit strikes methane deal", authors=["Jane Doe", "Ali Khan"],
@@ -264,6 +272,12 @@ A4 = _article(  # a wire copy of A1 archived by a later run
     published_at=_utc(2026, 11, 24, 7, 45), published_date=date(2026, 11, 24),
     raw="Tue, 24 Nov 2026 07:45:00 GMT", source="meta",
 )
+A4.update(sections=["World"], keywords=["climate"], is_accessible_for_free=False, body_truncated_by_paywall=False,
+          sitemap_news_title="Summit strikes methane deal", sitemap_news_published_at=None,
+          sitemap_news_published_date=date(2026, 11, 24), sitemap_news_published_at_raw="2026-11-24",
+          sitemap_news_publication="Example Org News", sitemap_news_language="en",
+          sitemap_news_keywords=["climate"], sitemap_news_genres=["OpEd"], sitemap_news_stock_tickers=[],
+          sitemap_news_access="Subscription")
 A2_REVISED = {  # a revisit of A2 by the later run found its body changed: version 2 of the same article
     **A2, "version": 2, "body": A2["body"] + "\n\nUpdated: the bank's statement was added.",
     "fetched_at": _utc(2026, 11, 25, 6, 1, 30), "crawl_id": "y",
@@ -372,6 +386,19 @@ EXPECTED = {
     "near-duplicate pairs among archived articles (SimHash distance <= 7)": [_pair(A1, A4, 3)],
     "where the raw page of each article is (one ranged read of these bytes is its WARC record)": [
         (A1["canonical_url"], "warc/dt=2026-11-24/x-00001.warc.gz", 375, 3945)],
+    "articles per Google News keyword per day (the sitemap's publication date)": [
+        (date(2026, 11, 24), "climate", 2), (date(2026, 11, 24), "COP31", 1)],
+    "what the Google News sitemap said of each article, and how far its date is from the page's": [
+        (A4["canonical_url"], "Summit strikes methane deal", "Example Org News", "en", "2026-11-24", None, ["OpEd"],
+         [], "Subscription"),
+        (A1["canonical_url"], "Climate summit ends with a deal", "Example News", "en", "2026-11-24T08:40:00+01:00",
+         10, [], ["NYSE:XOM"], None)],
+    "paywalled articles, and whether the body holds only the free part": [
+        ("example.org", 2, 1, (A3["word_count"] + A4["word_count"]) / 2)],
+    "articles per section (an article filed under two sections counts in both)": [
+        ("World", 2), ("Environment", 1), ("Politics", 1)],
+    "the most stated keywords (the page's and the sitemap's, merged)": [
+        ("climate", 2), ("COP31", 1), ("Methane", 1), ("elections", 1)],  # (DuckDB orders bytes: capitals first)
     "rejected pages by reason": [("not_article", 1)],
     "the latest run, from its manifest": [
         ("y", "failed", _utc(2026, 11, 25, 6, 0), _utc(2026, 11, 25, 6, 3), 2, 0, 0, 1)
@@ -416,3 +443,11 @@ def test_near_duplicate_distance_matches_the_crawler(archive):
     sql = "SELECT bit_count(xor(?::BIGINT, ?::BIGINT))"
     value = duckdb.connect().execute(sql, [A1["simhash"], A4["simhash"]]).fetchall()[0][0]
     assert value == hamming(from_int64(A1["simhash"]), from_int64(A4["simhash"])) == 3
+
+
+def test_every_column_of_the_publishers_statements_has_an_example_query(readme):
+    """Schema version 5's columns (what the publisher states) are each used by a DuckDB query of the README."""
+    queries = "\n".join(_duckdb_queries(readme).values())
+    added = schemas.ARTICLES.names[schemas.ARTICLES.get_field_index("sections"):]
+    assert len(added) == 14
+    assert [column for column in added if not re.search(rf"\b{column}\b", queries)] == []

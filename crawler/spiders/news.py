@@ -4,7 +4,9 @@
 start URL may be a home or section page, an RSS/Atom feed, a sitemap, sitemap
 index or Google News sitemap, or a robots.txt; the response says which.
 Links are followed within the start sites, up to ``CRAWL_MAX_LINK_DEPTH`` HTML
-hops; feed and sitemap entries are fetched but not followed further.
+hops; feed and sitemap entries are fetched but not followed further. A Google
+News sitemap entry's ``news:`` fields travel with its request (``crawler.meta.SITEMAP_NEWS``)
+to the page's row.
 
 The spider does not decide what is worth fetching: each request says what it
 is for (``crawler.meta.ROLE``) and the known-URL filter (``crawler/known.py``)
@@ -34,7 +36,7 @@ from pipelines import stats
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.fingerprints import canonicalize_url, registered_domain
 from pipelines.pagetype import url_shape
-from pipelines.records import DiscoveredDocument, Exchange, FetchedPage, RejectRecord
+from pipelines.records import DiscoveredDocument, Exchange, FetchedPage, RejectRecord, SitemapNews, SitemapNewsSeen
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +126,7 @@ class NewsSpider(scrapy.Spider):
         return self._site_by_domain.get(host) or self._site_by_domain.get(registered_domain(url))
 
     def _request(self, url: str, *, role: str, via: str, source: str | None, depth: int,
-                 lastmod: str | None = None) -> scrapy.Request | None:
+                 lastmod: str | None = None, news: SitemapNews | None = None) -> scrapy.Request | None:
         """A request for ``url`` unless it is off-site or, for an entry, refused by the site's rules."""
         if urlsplit(url).scheme not in ("http", "https"):
             return None
@@ -134,6 +136,8 @@ class NewsSpider(scrapy.Spider):
         meta = {"discovered_via": via, "source_url": source, "link_depth": depth, request_meta.ROLE: role}
         if lastmod:
             meta[request_meta.SITEMAP_LASTMOD] = lastmod
+        if news is not None:
+            meta[request_meta.SITEMAP_NEWS] = news
         return scrapy.Request(url, callback=self.parse, errback=self.failed, meta=meta)
 
     # --- responses -----------------------------------------------------------------------------------------
@@ -146,6 +150,10 @@ class NewsSpider(scrapy.Spider):
         record = getattr(failure.value, "record", None)
         if record is not None:
             yield record
+            news = request.meta.get(request_meta.SITEMAP_NEWS)
+            if news is not None:  # a news entry redirected to a URL this run has: its fields go to that URL's row
+                yield SitemapNewsSeen(url=request.url, canonical_url=record.canonical_url, news=news,
+                                      seen_at=datetime.now(timezone.utc))
             return
         outcome = classify_failure(failure.value)
         if is_unreachable(outcome):  # (crawler/reachability.py counts the start URLs that were answered)
@@ -218,15 +226,18 @@ class NewsSpider(scrapy.Spider):
             yield from self._child_sitemaps(response.url, children, depth)
         elif kind == "sitemap":
             sitemap_type, entries = documents.sitemap_entries(body)
-            entries = [(urljoin(response.url, url), lastmod) for url, lastmod in entries]
             if sitemap_type == "sitemapindex":
-                yield self._document(response, "sitemapindex", entries)
-                yield from self._child_sitemaps(response.url, entries, depth)
+                children = [(urljoin(response.url, entry.loc), entry.lastmod) for entry in entries]
+                yield self._document(response, "sitemapindex", children)
+                yield from self._child_sitemaps(response.url, children, depth)
             else:
                 yield self._document(response, "urlset", [])
-                for url, _ in entries:
+                for entry in entries:
+                    url = urljoin(response.url, entry.loc)
+                    if entry.news is not None:
+                        self.crawler.stats.inc_value(stats.SITEMAP_NEWS_ENTRIES)
                     yield self._request(url, role=request_meta.ENTRY, via="sitemap", source=response.url,
-                                        depth=self._entry_depth(url))
+                                        depth=self._entry_depth(url), news=entry.news)
         elif kind == "feed":
             yield self._document(response, "feed", [])
             for url in documents.feed_entries(body):
@@ -280,6 +291,7 @@ class NewsSpider(scrapy.Spider):
             http_last_modified=_header(response, b"Last-Modified"),
             revisit=bool(response.meta.get("revisit")),
             redirect_urls=list(response.meta.get("redirect_urls", [])),
+            sitemap_news=response.meta.get(request_meta.SITEMAP_NEWS),
         )
 
     @staticmethod

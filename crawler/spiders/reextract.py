@@ -25,6 +25,7 @@ from pipelines.archive import dataset_tables, open_store
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.extract import extractor_version
 from pipelines.fingerprints import canonicalize_url, registered_domain
+from pipelines.publisher import sitemap_news_of_row
 from pipelines.records import FetchedPage, RejectRecord
 from pipelines.reextract import PlannedRecord, Selection, plan_warc_files, planned_records
 from pipelines.warc import WarcRecordError, read_record
@@ -102,6 +103,7 @@ class ReextractSpider(WarcPagesSpider):
             warc_record_offset=record.offset,
             warc_record_length=record.length,
             earlier=record.earlier,
+            sitemap_news=sitemap_news_of_row(capture),
         )
 
     def _unreadable(self, record: PlannedRecord, detail: str) -> RejectRecord:
