@@ -15,6 +15,11 @@ local disk stay bounded however long the crawl. A file is written under a
 dataset's explicit schema, so a record of the wrong shape is refused before
 anything is written.
 
+A row already handed over can be amended until its file is closed
+(``amend``: a Google News sitemap entry read after the row of its page was
+written): the file is then rewritten row group by row group before it is
+renamed, so a reader only ever sees the amended file.
+
 An exception while a file is written (our own bug, a full or failing disk)
 discards that file whole: its ``.inprogress`` name is deleted and its rows are
 counted in ``discarded_rows``. They were never committed, so the next run

@@ -104,6 +104,8 @@ class NewsSite:
     only_in_rss: list[str] = field(default_factory=list)
     only_in_atom: list[str] = field(default_factory=list)
     base_url: str = ""
+    #: what the Google News sitemap states of each story it lists: path -> (title, publication_date, language)
+    news_sitemap: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     def story_groups(self) -> dict[str, set[str]]:
         """Article path -> every path that serves that story (itself, exact copies, near copies, aliases)."""
@@ -1235,6 +1237,7 @@ def build_news_site(base_url: str, n_corpus_articles: int = 12, n_readability_ar
         only_in_rss=[a.path for a in with_role("rss_only")],
         only_in_atom=[a.path for a in with_role("atom_only")],
         base_url=base,
+        news_sitemap={path: (title, _iso(published), lang or "en") for path, title, published, lang in news_entries},
     )
 
 

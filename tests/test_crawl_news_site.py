@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pytest
 
-from newssite import REFERENCE_AUTHOR_PATH
+from newssite import REFERENCE_AUTHOR_PATH, SITE_NAME
 from quality import token_f1
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
@@ -143,6 +143,21 @@ def test_discovered_via_records_the_route(news_crawl):
         assert via.get(path) == "sitemap", path
     for path in spec.only_in_rss + spec.only_in_atom:
         assert via.get(path) == "feed", path
+
+
+def test_every_article_the_news_sitemap_lists_has_its_fields_whatever_route_found_it_first(news_crawl):
+    """Home links, tracking-parameter links, feeds and the sitemap race to the same stories: a row gets its entry's
+    fields however its page was found first, and a row of a story the sitemap does not list gets none."""
+    _, spec, result = news_crawl
+    rows = {path_of(row["canonical_url"]): row for row in result.rows("articles")}
+    assert set(spec.news_sitemap) - set(rows) == set(), "every story of the news sitemap is archived"
+    for path, row in rows.items():
+        title, published, language = spec.news_sitemap.get(path, (None, None, None))
+        expected = (" ".join(title.split()), published, SITE_NAME, language) if title else (None,) * 4
+        assert (row["sitemap_news_title"], row["sitemap_news_published_at_raw"], row["sitemap_news_publication"],
+                row["sitemap_news_language"]) == expected, path
+    manifest = result.manifests()[-1]
+    assert manifest["counts"]["sitemap_news"]["too_late"] == 0
 
 
 def test_manifest_counts_equal_the_rows(news_crawl):

@@ -11,6 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from lxml.html import fromstring
 
 from conftest import duckdb_with_delta
@@ -190,3 +191,37 @@ def test_an_archive_written_before_the_columns_reads_back_with_nulls(tmp_path):
                      datetime(2026, 11, 25, 6, tzinfo=timezone.utc))]
     frame = pl.read_delta(uri).sort("title")
     assert frame["sitemap_news_keywords"].to_list() == [None, ["harbour", "Shipping"]]
+
+
+def test_the_archive_step_gives_each_entry_to_its_row_or_counts_it_too_late(tmp_path):
+    """Rows 1 and 2 fill a file (two rows a file), which is closed; row 3 is in the open one; row 4 comes after its
+    entry. Entry 1 is too late (counted, logged, not applied), entries 3 and 4 reach their rows."""
+    from pipelines.archive import ArchivePipeline
+    from records import Stats
+
+    store = LocalStore(tmp_path / "archive")
+    store.check_writable()
+    collected = Stats()
+    pipeline = ArchivePipeline(store=store, crawl_id="20261125T103000Z-abcdef", spool_root=tmp_path / "spool",
+                               settings_record={}, writer_options={"max_file_rows": 2}, upload_threads=1,
+                               stats_collector=collected)
+    pipeline.open_files()
+    pipeline._state_loaded(pipeline._prepare())
+    records = {n: dataclasses.replace(article(n), keywords=["Harbour"], crawl_id="20261125T103000Z-abcdef")
+               for n in range(1, 5)}
+    for n in (1, 2, 3):
+        pipeline.process_item(records[n])
+    for n in (1, 3, 4):
+        pipeline.process_item(_seen(records[n], dataclasses.replace(NEWS, title=f"Entry {n}")))
+    pipeline.process_item(records[4])
+    pipeline.close_files()
+    pipeline.executor.shutdown(wait=True)
+    pipeline.finish("finished")
+    assert not pipeline.errors, pipeline.errors
+    rows = {row["title"]: row for row in DeltaTable(str(tmp_path / "archive" / "articles")).to_pyarrow_table().to_pylist()}
+    assert {title: (row["sitemap_news_title"], row["keywords"]) for title, row in rows.items()} == {
+        "Story 1": (None, ["Harbour"]), "Story 2": (None, ["Harbour"]),
+        "Story 3": ("Entry 3", ["Harbour", "Shipping"]), "Story 4": ("Entry 4", ["Harbour", "Shipping"])}
+    (manifest,) = [json.loads(path.read_text()) for path in (tmp_path / "archive" / "runs").glob("*.json")]
+    assert manifest["counts"]["sitemap_news"] == {"entries": 0, "seen_after_request": 0, "rows_amended": 1,
+                                                  "too_late": 1}

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import REPO, crawl_news_site_into, duckdb_with_delta, news_archive
 from pipelines.extract import EXTRACTOR_VERSION, extractor_version
+from pipelines.publisher import SITEMAP_NEWS_COLUMNS
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
 
@@ -85,10 +86,14 @@ def test_reextraction_adds_a_row_per_article_with_the_new_extractor_and_the_same
     for row in new:
         earlier = by_id[row["article_id"]]
         same = ("version", "url", "fetched_at", "first_seen_at", "http_status", "discovered_via", "source_url",
-                "warc_filename", "warc_record_offset", "warc_record_length")
+                "warc_filename", "warc_record_offset", "warc_record_length", "sections", "keywords",
+                "is_accessible_for_free", *SITEMAP_NEWS_COLUMNS)  # (what the sitemap said is not in the WARC)
         assert {k: row[k] for k in same} == {k: earlier[k] for k in same}
         assert row["extracted_at"] > row["fetched_at"] and earlier["extracted_at"] < row["extracted_at"]
         assert row["crawl_id"] == crawl_id != earlier["crawl_id"]
+    listed = [row["canonical_url"] for row in new if row["sitemap_news_title"] is not None]
+    assert sorted(listed) == sorted(row["canonical_url"] for row in old if row["sitemap_news_title"] is not None)
+    assert listed, "the news site's Google News sitemap lists some of the articles"
     manifest = manifest_of(target, crawl_id)
     assert manifest["status"] == "complete" and manifest["settings"]["ARCHIVE_JOB"] == "reextract"
     assert manifest["counts"]["requests"] == 0 and manifest["counts"]["warc_records_read"] == len(old)
