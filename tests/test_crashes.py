@@ -76,10 +76,10 @@ def test_a_failure_mid_file_discards_that_file_whole_and_writing_goes_on(tmp_pat
 def test_a_failure_while_closing_discards_that_file_and_closes_the_others(tmp_path, monkeypatch):
     original = _PartitionFile.close
 
-    def close(self):
+    def close(self, amendments=None):
         if "dt=2026-11-24" in self.key:
             raise OSError(28, "No space left on device")
-        return original(self)
+        return original(self, amendments)
 
     monkeypatch.setattr(_PartitionFile, "close", close)
     published = []
