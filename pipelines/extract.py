@@ -37,7 +37,7 @@ from pipelines.dates import parse_date_statement
 from pipelines.decode import page_text
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.pagemeta import PageMeta, read_page_meta
-from pipelines.pagetype import classify_page, text_weight
+from pipelines.pagetype import classify_page
 from pipelines.publisher import body_truncated_by_paywall, paywalled_texts, sitemap_news_columns
 from pipelines.reextract import reextraction_changes
 
@@ -74,6 +74,11 @@ def build_options(*, favor_precision: bool = False, favor_recall: bool = False) 
         recall=favor_recall,
         date_params=date_params,
     )
+
+
+#: left out of the body before trafilatura reads it: a photo's caption and credit (``<figcaption>``), which
+#: trafilatura keeps as body text; measured on the corpus (benchmarks/article_quality.py), it pays
+PRUNE_XPATH = ["//figcaption"]
 
 
 @dataclass(kw_only=True, slots=True)
@@ -127,7 +132,7 @@ def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now
     meta = read_page_meta(tree)
     paywalled = paywalled_texts(tree, meta.paywalled_selectors) if meta.paywalled_selectors else None
     try:
-        document = bare_extraction(tree, url=url, options=options)
+        document = bare_extraction(tree, url=url, options=options, prune_xpath=PRUNE_XPATH)
     except Exception as exc:  # trafilatura has no exception contract; one bad page must not stop the crawl
         return Extraction(None, "extraction_failed", f"{type(exc).__name__}: {exc}"[:500])
     if document is None or document.body is None:
@@ -136,7 +141,7 @@ def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now
     body = body_text(document.body, title)
     if not body:
         return Extraction(None, "empty", "trafilatura found no main text")
-    verdict = classify_page(url, meta, text_weight(body), min_chars=min_chars)
+    verdict = classify_page(url, meta, body, min_chars=min_chars)
     truncated = body_truncated_by_paywall(paywalled, body)
     if verdict.reason == "too_short" and (meta.is_accessible_for_free is False or truncated):
         # a teaser: the page says the article is not free, and what it served is short

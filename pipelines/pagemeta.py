@@ -4,8 +4,8 @@ Read-only over an lxml tree (the same tree is then handed to trafilatura):
 og:type, JSON-LD types, canonical links, date statements with where they came
 from, ``<html lang>``, sections and keywords (JSON-LD, ``article:section``,
 ``article:tag``, ``keywords``, ``news_keywords``), the paywall statement
-(JSON-LD ``isAccessibleForFree`` and ``hasPart`` ``cssSelector``), and how much of
-the page's text is link text.
+(JSON-LD ``isAccessibleForFree`` and ``hasPart`` ``cssSelector``), and microdata
+``itemtype``s. How the page is built is measured in ``pipelines/pagestructure.py``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ _MAX_JSONLD_BYTES = 1_000_000
 class PageMeta:
     og_type: str | None = None
     jsonld_types: set[str] = field(default_factory=set)  #: lower-cased schema.org types
+    microdata_types: set[str] = field(default_factory=set)  #: lower-cased schema.org types of itemtype attributes
     canonical: str | None = None  #: <link rel=canonical href>, as written
     og_url: str | None = None
     published_raw: str | None = None
@@ -54,19 +55,7 @@ class PageMeta:
     keywords: list[str] = field(default_factory=list)  #: JSON-LD keywords, then article:tag, keywords, news_keywords
     is_accessible_for_free: bool | None = None  #: JSON-LD isAccessibleForFree (the article's, else the page's)
     paywalled_selectors: list[str] = field(default_factory=list)  #: hasPart parts not free: their cssSelector
-    text_chars: int = 0  #: visible text characters in <body> (measured on first use of link_density)
-    link_chars: int = 0  #: of which inside <a>
-    links: int = 0  #: number of <a href> elements
-    tree: HtmlElement | None = None  #: the page, kept to measure link density only when a decision needs it
-    _measured: bool = False
-
-    @property
-    def link_density(self) -> float:
-        """Share of the page's visible text inside links (measured lazily: it costs a walk of the page)."""
-        if not self._measured and self.tree is not None:
-            _measure_links(self.tree, self)
-            self._measured = True
-        return self.link_chars / self.text_chars if self.text_chars else 1.0
+    tree: HtmlElement | None = None  #: the page, for the structure measures a decision needs (pipelines/pagestructure.py)
 
 
 def read_page_meta(tree: HtmlElement) -> PageMeta:
@@ -101,6 +90,8 @@ def read_page_meta(tree: HtmlElement) -> PageMeta:
             break
     if meta.published_raw is None:
         _read_time_elements(tree, meta)
+    for itemtype in tree.xpath("//*[@itemtype]/@itemtype")[:50]:
+        meta.microdata_types |= {value.rstrip("/").rsplit("/", 1)[-1].lower() for value in itemtype.split()}
     meta.tree = tree
     return meta
 
@@ -192,13 +183,3 @@ def _read_time_elements(tree: HtmlElement, meta: PageMeta) -> None:
         if raw:
             meta.published_raw, meta.published_source = raw, "time"
             return
-
-
-def _measure_links(tree: HtmlElement, meta: PageMeta) -> None:
-    body = tree.find(".//body")
-    if body is None:
-        return
-    visible = "not(ancestor::script or ancestor::style or ancestor::noscript or ancestor::template)"
-    meta.text_chars = sum(len(text.strip()) for text in body.xpath(f".//text()[{visible}]"))
-    meta.link_chars = sum(len(text.strip()) for text in body.xpath(f".//a//text()[{visible}]"))
-    meta.links = int(body.xpath("count(.//a[@href])"))

@@ -112,7 +112,7 @@ def test_page_of_links_is_not_an_article_whatever_its_url():
     html = f"<html><head><title>Latest</title></head><body><h1>Latest</h1><ul>{links}</ul></body></html>"
     result = extract_page(html, "https://herald.example/2024/05/03/the-latest-stories-roundup/", OPTIONS,
                           min_chars=300, now=NOW)
-    assert result.reason == "not_article" and "link_density:1.00" in result.detail
+    assert result.reason == "not_article" and "body_links:1.00(-3)" in result.detail
 
 
 def test_same_site_canonical_is_followed_and_cross_site_ignored():
@@ -135,7 +135,7 @@ def test_listing_page_is_not_an_article():
             f"<h1>News</h1><ul>{items}</ul></body></html>")
     result = extract_page(html, "https://herald.example/section/news/", OPTIONS, min_chars=300, now=NOW)
     assert (result.article, result.reason) == (None, "not_article")
-    assert result.detail.startswith("structured:website(-1) url:listing(-3) score=-4 chars="), result.detail
+    assert result.detail.startswith("structured:website(-1) url:listing(-1) score=-2 chars="), result.detail
 
 
 def test_empty_page_is_dropped_with_a_reason():
@@ -159,6 +159,9 @@ def test_empty_page_is_dropped_with_a_reason():
         ("https://e.com/world/europe-68123456", "article"),
         ("https://e.com/politics/minister-resigns-after-budget-vote", "article"),
         ("https://e.com/hl?a=20170309-35097838-cnetj-sci", "article"),
+        ("https://e.com/?p=4411", "unknown"),  # a WordPress post, not pagination
+        ("https://e.com/?paged=2", "listing"),
+        ("https://e.com/?cat=7", "unknown"),  # a query and no path
     ],
 )
 def test_url_shape(url, shape):
@@ -166,10 +169,57 @@ def test_url_shape(url, shape):
 
 
 def test_structured_signals_outweigh_an_unknown_url():
-    meta = PageMeta(og_type="article", text_chars=2000, link_chars=200)
-    assert classify_page("https://e.com/x/y", meta, 800, min_chars=300).is_article
-    listing = PageMeta(og_type="website", jsonld_types={"collectionpage"}, text_chars=2000, link_chars=1800)
-    assert not classify_page("https://e.com/x/y", listing, 1200, min_chars=300).is_article
+    meta = PageMeta(og_type="article")
+    assert classify_page("https://e.com/x/y", meta, "A paragraph of the story. " * 32, min_chars=300).is_article
+    listing = PageMeta(og_type="website", jsonld_types={"collectionpage"})
+    assert not classify_page("https://e.com/x/y", listing, "A teaser of a story. " * 60, min_chars=300).is_article
+
+
+STORY = [f"Paragraph {i} of the story: the harbour board met on Tuesday, and its members argued over the plan "
+         f"until late in the evening." for i in range(10)]
+
+
+def _story_page(paragraphs: list[str], *, head: str = "", after: str = "") -> str:
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    return (f"<html><head><title>The harbour plan</title>{head}</head><body><header><a href='/'>Herald</a></header>"
+            f"<main><h1>The harbour board argues over the plan</h1>{body}{after}</main></body></html>")
+
+
+@pytest.mark.parametrize("url", ["https://herald.example/p/4411.html", "https://herald.example/?p=4411",
+                                 "https://herald.example/a/0f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a",
+                                 "https://herald.example/index.php?id=8842133"])
+def test_a_story_is_an_article_whatever_its_url_looks_like(url):
+    result = extract_page(_story_page(STORY), url, OPTIONS, min_chars=300, now=NOW)
+    assert result.reason == "article", result.detail
+    assert "paragraphs:10(+2)" in result.detail
+
+
+def test_a_story_whose_paragraphs_carry_many_links_is_still_an_article():
+    linked = [p.replace("the harbour board met on Tuesday", "<a href='/board'>the harbour board</a> "
+                        "<a href='/tuesday'>met on Tuesday</a>").replace("argued over the plan",
+                        "<a href='/plan'>argued over the plan</a>") for p in STORY]
+    page = _story_page(linked, head='<meta property="og:type" content="website">')
+    result = extract_page(page, "https://herald.example/p/1.html", OPTIONS, min_chars=300, now=NOW)
+    assert result.reason == "article", result.detail
+
+
+def test_teaser_cards_are_a_listing_however_long_and_whatever_the_page_claims():
+    cards = "".join(f'<article class="card"><h2><a href="/p/{i}.html">Story {i}: the harbour board meets again'
+                    f'</a></h2><p class="byline">By Ann Example</p><p>{STORY[i % 10]} {STORY[(i + 1) % 10]}</p>'
+                    f"</article>" for i in range(12))
+    head = '<script type="application/ld+json">{"@type": "NewsArticle", "headline": "Latest"}</script>'
+    page = f"<html><head><title>Latest</title>{head}</head><body><h1>Latest</h1><main>{cards}</main></body></html>"
+    result = extract_page(page, "https://herald.example/?cat=7", OPTIONS, min_chars=300, now=NOW)
+    assert result.reason == "not_article"
+    assert "teasers:1.00(-6)" in result.detail and "structured:article(+3)" in result.detail, result.detail
+
+
+def test_a_page_of_links_with_one_line_teasers_is_not_an_article():
+    items = "".join(f'<li><a href="/p/{i}.html">Story {i}: the council meets again over the harbour plan</a>'
+                    f"<br>The board argues late into the night.</li>" for i in range(40))
+    page = f"<html><head><title>Archive</title></head><body><h1>Archive</h1><ul>{items}</ul></body></html>"
+    result = extract_page(page, "https://herald.example/p/archive.html", OPTIONS, min_chars=300, now=NOW)
+    assert result.reason == "not_article", result.detail
 
 
 def test_title_site_suffix_is_stripped():

@@ -25,9 +25,11 @@ from quality import token_f1
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
 
-#: measured 2026-11-25: spider 0.9482 (news 0.9481), direct trafilatura 0.9458 (news 0.9435)
-FLOOR_ALL = 0.94
-FLOOR_NEWS = 0.94
+#: measured 2026-11-25: spider 0.9482 (news 0.9481), direct trafilatura 0.9458 (news 0.9435); 2026-12-03, with
+#: article detection from the page's structure and captions pruned (benchmarks/article_quality.py): 0.9557
+FLOOR_ALL = 0.953
+FLOOR_NEWS = 0.95
+MIN_GAIN = 0.005  #: the archive's bodies at least half a point of F1 above trafilatura's alone
 
 
 def ground_truth() -> dict[str, dict]:
@@ -64,7 +66,7 @@ def test_spider_bodies_at_least_as_good_as_direct_trafilatura(scores):
     spider, direct, _ = scores
     mean_spider, mean_direct = statistics.mean(spider.values()), statistics.mean(direct.values())
     print(f"\ncorpus body F1 over {len(spider)} pages: spider {mean_spider:.4f}, direct trafilatura {mean_direct:.4f}")
-    assert mean_spider >= mean_direct
+    assert mean_spider >= mean_direct + MIN_GAIN
     assert mean_spider >= FLOOR_ALL
 
 
