@@ -12,7 +12,10 @@ dated or slug path) and once under a neutral URL (``/p/<n>.html``, ``/?p=<n>``, 
   truth, by the HTML element they come from (captions and credits, related links, newsletter and promo boxes,
   tables, lists, quotes, headings, other): pages affected and tokens, for trafilatura and for the archive.
 
-Run: ``python benchmarks/article_quality.py`` (about a minute); ``--show CLASS`` prints the paragraphs of a class.
+Run: ``python benchmarks/article_quality.py`` (about a minute); ``--show CLASS`` prints the paragraphs of a class;
+``--variants`` prints the body F1 of trafilatura's body under the options the archive weighed (its own, without
+pruning ``<figcaption>``, pruning every caption or credit class, ``favor_recall``, ``favor_precision``), page
+detection left aside.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import lxml.html  # noqa: E402
 import trafilatura  # noqa: E402
+from trafilatura import bare_extraction  # noqa: E402
+from trafilatura.utils import load_html  # noqa: E402
 
 from newssite import CORPUS_DIR, _corpus_path, corpus_content_type  # noqa: E402
 from pipelines.decode import page_text  # noqa: E402
-from pipelines.extract import build_options, extract_page  # noqa: E402
+from pipelines.extract import PRUNE_XPATH, body_text, build_options, extract_page  # noqa: E402
 from quality import token_f1, tokens  # noqa: E402
 
 BASE = "http://127.0.0.1:8080"
@@ -190,13 +195,41 @@ def failure_classes(extracted: str | None, truth: str, index: SourceIndex) -> di
     return found
 
 
+VARIANTS = {  # name -> (build_options arguments, prune_xpath)
+    "archive (figcaption pruned)": ({}, PRUNE_XPATH),
+    "nothing pruned": ({}, None),
+    "caption and credit classes pruned": ({}, ["//figcaption", "//*[contains(@class, 'caption') or "
+                                               "contains(@class, 'credit')]"]),
+    "favor_recall": ({"favor_recall": True}, PRUNE_XPATH),
+    "favor_precision": ({"favor_precision": True}, PRUNE_XPATH),
+}
+
+
+def variants(pages: list[dict]) -> None:
+    scores = {name: [] for name in VARIANTS}
+    built = {name: build_options(**arguments) for name, (arguments, _) in VARIANTS.items()}
+    for page in pages:
+        html = page_text(page["raw"], corpus_content_type(page["raw"]))
+        for name, (_, prune) in VARIANTS.items():
+            document = bare_extraction(load_html(html), url=BASE + dated_path(page), options=built[name],
+                                       prune_xpath=prune)
+            body = body_text(document.body) if document is not None and document.body is not None else ""
+            scores[name].append(token_f1(body, page["record"]["body"]))
+    for name, values in scores.items():
+        print(f"{name:40} body F1 {statistics.mean(values):.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--show", help="print the paragraphs of this failure class (archive)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N pages")
+    parser.add_argument("--variants", action="store_true", help="trafilatura's body under other options")
     args = parser.parse_args()
     options = build_options()
     pages = corpus_pages()[: args.limit or None]
+    if args.variants:
+        variants(pages)
+        return
     recognised = {"dated": 0, "neutral": 0}
     refused: dict[str, list[str]] = {"dated": [], "neutral": []}
     f1 = {"archive": [], "archive_neutral": [], "trafilatura": []}

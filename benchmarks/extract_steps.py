@@ -33,7 +33,7 @@ from warcio.statusandheaders import StatusAndHeaders  # noqa: E402
 from pipelines import extract, fingerprints  # noqa: E402
 from pipelines.decode import page_text  # noqa: E402
 from pipelines.pagemeta import read_page_meta  # noqa: E402
-from pipelines.pagetype import classify_page, text_weight  # noqa: E402
+from pipelines.pagetype import classify_page  # noqa: E402
 from pipelines.warc import LevelWARCWriter  # noqa: E402
 from throughput import make_pages  # noqa: E402
 
@@ -67,7 +67,7 @@ def main() -> None:
                                   options, url)
         title = extract.article_title(meta.jsonld_headline or document.title, document.sitename, url)
         text = timed("body text (body_text)", extract.body_text, postbody, title)
-        timed("page type (classify_page)", classify_page, url, meta, text_weight(text), min_chars=300)
+        timed("page type (classify_page: signals and structure)", classify_page, url, meta, text, min_chars=300)
         timed("SHA-256 of the normalised body", fingerprints.content_hash, text)
         timed("SimHash", fingerprints.simhash, text)
         timed("gzip of the WARC record (level 6)", _warc_record, body, url)

@@ -106,6 +106,8 @@ def classify_page(url: str, meta: PageMeta, body: str, *, min_chars: int) -> Pag
             weights.append((f"teasers:{teasers:.2f}", -4 if run >= 8 else -6))  # ...unless it holds a story too
         elif teasers >= 0.2:
             weights.append((f"teasers:{teasers:.2f}", -2))
+    partial = sum(weight for _, weight in weights)
+    if tree is not None and 1 <= partial < 4:  # (only where the body's links can decide: it costs ~1 ms a page)
         anchors = anchor_texts(tree)
         links = body_link_density(paragraphs, anchors)
         led = link_led_share(paragraphs, anchors) if len(paragraphs) >= 5 else 0.0
