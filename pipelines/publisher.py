@@ -180,7 +180,7 @@ class LateSitemapNews:
     def article(self, record: ArticleRecord, where: object) -> ArticleRecord:
         """``record`` with the fields of an entry that was waiting for it; remembered (at ``where``) when it has
         none, so that an entry coming later still reaches it."""
-        if record.sitemap_news_title is not None or record.sitemap_news_published_at_raw is not None:
+        if record.sitemap_news_keywords is not None:  # (a list, empty or not, whenever an entry gave the fields)
             return record
         keys = _row_keys(record)
         for key in keys:

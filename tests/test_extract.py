@@ -231,3 +231,18 @@ def test_title_site_suffix_is_stripped():
         "Headline about the harbour"
     )
     assert article_title("Ukraine: Ziele, Chancen, Risiken", "DW", url) == "Ukraine: Ziele, Chancen, Risiken"
+
+
+@pytest.mark.parametrize(("head", "attributes", "signal"), [
+    ("", ' itemscope itemtype="https://schema.org/NewsArticle"', "structured:article(+3)"),
+    ('<script type="application/ld+json">[{"@type": "BreadcrumbList"}, {"@type": ["ReportageNewsArticle"]}]'
+     "</script>", "", "structured:article(+3)"),
+    ('<script type="application/ld+json">{"@graph": [{"@type": "WebPage"}, {"@type": "BlogPosting"}]}</script>', "",
+     "structured:article(+3)"),
+    ('<meta property="article:published_time" content="2024-05-03T08:00:00Z">', "", "date:stated(+1)"),
+], ids=["microdata", "jsonld-array", "jsonld-graph", "published-time"])
+def test_structured_data_wherever_it_is_stated(head, attributes, signal):
+    page = _story_page(STORY[:3], head=head).replace("<main>", f"<main{attributes}>")
+    result = extract_page(page, "https://herald.example/p/4411.html", OPTIONS, min_chars=300, now=NOW)
+    assert signal in result.detail, result.detail
+    assert result.reason == "article"

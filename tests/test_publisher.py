@@ -130,7 +130,7 @@ def test_an_entry_that_comes_after_its_row_points_at_it_by_any_of_its_urls():
     hop = SitemapNewsSeen(url="https://herald.example/short/2", canonical_url="https://herald.example/short/2",
                           news=NEWS, seen_at=NOW)
     assert late.seen(hop) == (record.url, ("2026-11-25", 0))
-    with_own = dataclasses.replace(article(3), sitemap_news_title="Own entry")
+    with_own = dataclasses.replace(article(3), sitemap_news_keywords=[])  # an entry of its own, without keywords
     assert late.article(with_own, where=("2026-11-25", 0)) is with_own and late.seen(_seen(with_own)) is None
 
 
