@@ -5,7 +5,8 @@ Every news and magazine page of the corpus is extracted twice by the archive's o
 dated or slug path) and once under a neutral URL (``/p/<n>.html``, ``/?p=<n>``, a UUID path, in turn); and once by
 ``trafilatura.extract`` with its defaults. It prints:
 
-- article recall: how many pages become articles under each kind of URL (and why the others did not);
+- article recall: how many pages become articles under each kind of URL (and why the others did not), and the
+  verdict on the corpus' two news index pages (listings: neither may be an article);
 - body F1 (token level, tests/quality.py; a page that is not an article scores 0), archive and trafilatura;
 - where bodies lose against the ground truth, by failure class: ground-truth paragraphs missing (the lead, the
   last, one in a table, list, quote or caption, another) and extracted paragraphs that are not in the ground
@@ -42,7 +43,7 @@ from trafilatura.utils import load_html  # noqa: E402
 
 from newssite import CORPUS_DIR, _corpus_path, corpus_content_type  # noqa: E402
 from pipelines.decode import page_text  # noqa: E402
-from pipelines.extract import PRUNE_XPATH, body_text, build_options, extract_page  # noqa: E402
+from pipelines.extract import body_text, build_options, extract_page  # noqa: E402
 from quality import token_f1, tokens  # noqa: E402
 
 BASE = "http://127.0.0.1:8080"
@@ -64,12 +65,12 @@ def normal(text: str) -> str:
     return " ".join(_WORDS.findall(text.lower()))
 
 
-def corpus_pages() -> list[dict]:
+def corpus_pages(page_types=PAGE_TYPES) -> list[dict]:
     pages = []
     for dataset in ("fundus", "mozilla-readability"):
         truth = json.loads((CORPUS_DIR / dataset / "ground_truth.json").read_text(encoding="utf-8"))
         for page_id, record in sorted(truth.items()):
-            if record.get("page_type") not in PAGE_TYPES:
+            if record.get("page_type") not in page_types:
                 continue
             raw = gzip.decompress((CORPUS_DIR / dataset / record["file"]).read_bytes())
             pages.append({"id": page_id, "record": record, "raw": raw})
@@ -195,17 +196,21 @@ def failure_classes(extracted: str | None, truth: str, index: SourceIndex) -> di
     return found
 
 
+FIGCAPTION = ["//figcaption"]
 VARIANTS = {  # name -> (build_options arguments, prune_xpath)
-    "archive (figcaption pruned)": ({}, PRUNE_XPATH),
+    "archive (figcaption pruned)": ({}, FIGCAPTION),
     "nothing pruned": ({}, None),
     "caption and credit classes pruned": ({}, ["//figcaption", "//*[contains(@class, 'caption') or "
                                                "contains(@class, 'credit')]"]),
-    "favor_recall": ({"favor_recall": True}, PRUNE_XPATH),
-    "favor_precision": ({"favor_precision": True}, PRUNE_XPATH),
+    "favor_recall": ({"favor_recall": True}, FIGCAPTION),
+    "favor_precision": ({"favor_precision": True}, FIGCAPTION),
 }
 
 
 def variants(pages: list[dict]) -> None:
+    from pipelines.extract import PRUNE_XPATH  # (imported here: the rest runs on older releases' pipelines/ too)
+
+    assert PRUNE_XPATH == FIGCAPTION, "the archive's pruning changed: update VARIANTS"
     scores = {name: [] for name in VARIANTS}
     built = {name: build_options(**arguments) for name, (arguments, _) in VARIANTS.items()}
     for page in pages:
@@ -264,6 +269,10 @@ def main() -> None:
         print(f"articles under {kind} URLs: {recognised[kind]}/{total} ({100 * recognised[kind] / total:.1f} %)")
         for line in refused[kind]:
             print(f"  not an article: {line[:220]}")
+    for page in corpus_pages(("news_index_page",)):  # the corpus' own listings: none may be an article
+        html = page_text(page["raw"], corpus_content_type(page["raw"]))
+        outcome = extract_page(html, BASE + f"/p/{page['id']}.html", options, min_chars=300, now=NOW)
+        print(f"listing page {page['id']} (news_index_page): {outcome.reason} {outcome.detail[:200]}")
     archive, neutral, direct = (statistics.mean(f1[k]) for k in ("archive", "archive_neutral", "trafilatura"))
     print(f"body F1: archive {archive:.4f} (neutral URLs {neutral:.4f}), trafilatura.extract {direct:.4f}, "
           f"difference {100 * (archive - direct):+.2f} points")

@@ -5,7 +5,8 @@ serves every news and magazine page of ../shared/corpus unchanged under such URL
 listing pages a publisher has, each with many teasers long enough that text length alone would take them for an
 article: the home page, section pages (one under a neutral ``/?cat=<n>``), a tag page, a search results page,
 pagination, an author page. Some listings carry ``og:type website`` or a JSON-LD CollectionPage, some say nothing;
-some wrap teasers in ``<article>`` cards with a byline and a ``<time>`` each, some in plain ``<div>``s.
+some wrap teasers in ``<article>`` cards with a byline and a ``<time>`` each, some in plain ``<div>``s. The corpus'
+own two news index pages (one carries NewsArticle markup) are served too, at ``/p/index-<id>.html``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ LISTINGS = [
 
 
 def build_neutral_site(base_url: str) -> tuple[dict[str, Page], dict[str, str], list[str]]:
-    """(pages, article path -> corpus id, listing paths). The home page and the sitemap link every article."""
+    """(pages, article path -> corpus id, listing paths: the corpus' index pages, then LISTINGS). The home page
+    and the sitemap link every article; the sitemap every listing but the home page."""
     base = base_url.rstrip("/")
     pages: dict[str, Page] = {}
     ids: dict[str, str] = {}
@@ -60,13 +62,18 @@ def build_neutral_site(base_url: str) -> tuple[dict[str, Page], dict[str, str], 
         stories.append((path, rec.rec.get("title") or rec.id, rec.rec.get("body") or "",
                         (rec.rec.get("authors") or [rec.rec.get("byline") or "Staff"])[0] or "Staff"))
     listing_paths = []
+    for rec in corpus_records():  # the corpus' own listings (news index pages), under neutral URLs too
+        if rec.rec.get("page_type") == "news_index_page":
+            path = f"/p/index-{rec.id}.html"
+            pages[path] = corpus_page(rec)
+            listing_paths.append(path)
     for number, (path, title, style) in enumerate(LISTINGS):
         chosen = stories[number * 11:] + stories[: number * 11]
         if path == "/":
             chosen = stories  # the home page links every story
         pages[path] = _listing(title, chosen[: len(stories) if path == "/" else style["per_page"]], style)
         listing_paths.append(path)
-    urls = "".join(f"<url><loc>{html.escape(base + path)}</loc></url>" for path in [*ids, *listing_paths[1:]])
+    urls = "".join(f"<url><loc>{html.escape(base + path)}</loc></url>" for path in [*ids, *listing_paths] if path != "/")
     pages["/sitemap.xml"] = Page(body=(f'<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/'
                                        f'schemas/sitemap/0.9">{urls}</urlset>').encode(), content_type="application/xml")
     pages["/robots.txt"] = Page(body=f"User-agent: *\nDisallow:\n\nSitemap: {base}/sitemap.xml\n".encode(),

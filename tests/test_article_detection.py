@@ -1,5 +1,6 @@
 """Articles recognised from the page itself, whatever the URL looks like: the corpus served under neutral URLs
-(``/p/<n>.html``, ``/?p=<n>``, a UUID path) beside listing pages with long text (tests/neutralsite.py), crawled
+(``/p/<n>.html``, ``/?p=<n>``, a UUID path) beside listing pages with long text and the corpus' two news index pages
+(tests/neutralsite.py), crawled
 with ``scrapy crawl news``, against the same corpus crawled under its dated and slug URLs (conftest's
 ``corpus_crawl``)."""
 
@@ -11,7 +12,7 @@ import pytest
 
 from conftest import run_crawl
 from crawler.localsite import LocalSite
-from neutralsite import build_neutral_site
+from neutralsite import LISTINGS, build_neutral_site
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_corpus]
 
@@ -60,8 +61,11 @@ def test_article_recall_under_neutral_urls(neutral_crawl, corpus_crawl):
 def test_no_listing_page_is_accepted_however_long_its_text(neutral_crawl):
     _, listings, result = neutral_crawl
     rejects = {_path(row["url"]): row for row in result.rows("rejects")}
+    assert len(listings) == 9  # the corpus' two news index pages and the seven of LISTINGS
     assert {path: rejects[path]["reason"] for path in listings} == dict.fromkeys(listings, "not_article")
-    assert all(" chars=" in rejects[path]["detail"] and int(rejects[path]["detail"].rsplit("chars=", 1)[1]) > 5000
-               for path in listings), "each listing's text is long: length alone would have made it an article"
+    made = [path for path, _, _ in LISTINGS]
+    assert all(int(rejects[path]["detail"].rsplit("chars=", 1)[1]) > 5000 for path in made), \
+        "each made listing's text is long: length alone would have made it an article"
+    assert "structured:article(+3)" in rejects["/p/index-nytimes-5.html"]["detail"], "it claims NewsArticle"
     archived = {_path(row["url"]) for row in result.rows("articles")}
     assert archived.isdisjoint(listings)
