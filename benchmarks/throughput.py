@@ -142,7 +142,7 @@ def run_measured(command: list[str], env: dict, cwd: Path | str = REPO) -> dict:
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     parent = psutil.Process(process.pid)
-    peak_rss, peak_pss, cpu, per_process = 0, 0, {}, {}
+    peak_rss, peak_pss, cpu, per_process, peak_roles = 0, 0, {}, {}, {}
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
     reader.start()
@@ -150,16 +150,22 @@ def run_measured(command: list[str], env: dict, cwd: Path | str = REPO) -> dict:
         try:
             tree = [parent] + parent.children(recursive=True)
             rss = pss = 0
+            roles: dict[str, tuple[float, int]] = {}  # role: (PSS, processes)
             for proc in tree:
                 try:
                     memory = proc.memory_full_info()
                     rss += memory.rss
                     pss += memory.pss
+                    role = _role(proc, parent)
+                    mb, count = roles.get(role, (0, 0))
+                    roles[role] = (mb + memory.pss / 2**20, count + 1)
                     per_process[proc.pid] = max(per_process.get(proc.pid, 0), memory.rss)
                     times = proc.cpu_times()
                     cpu[proc.pid] = times.user + times.system
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
+            if pss > peak_pss:
+                peak_roles = roles
             peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
         except psutil.NoSuchProcess:
             break
@@ -170,7 +176,20 @@ def run_measured(command: list[str], env: dict, cwd: Path | str = REPO) -> dict:
     return {"returncode": process.returncode, "wall": wall, "cpu": sum(cpu.values()), "main_cpu": cpu.get(process.pid, 0),
             "peak_mb": peak_rss / 2**20,
             "peak_pss_mb": peak_pss / 2**20, "main_mb": main_peak / 2**20,
-            "children_mb": sorted(round(v / 2**20) for v in per_process.values()), "output": "".join(output)}
+            "children_mb": sorted(round(v / 2**20) for v in per_process.values()), "output": "".join(output),
+            "peak_roles": peak_roles}
+
+
+def _role(proc: psutil.Process, parent: psutil.Process) -> str:
+    """What a process of the measured tree is: the crawler itself, the fork server, a worker, or a helper."""
+    if proc.pid == parent.pid:
+        return "crawler"
+    command = " ".join(proc.cmdline())
+    if "forkserver" in command:  # the workers are forked from it, under its command line
+        return "fork server" if proc.ppid() == parent.pid else "workers"
+    if "resource_tracker" in command:
+        return "resource tracker"
+    return "workers"
 
 
 def manifest_counts(archive: Path, *, newest: bool = False) -> dict:
@@ -240,6 +259,9 @@ def main() -> None:
               f"CPU {result['cpu']:6.1f} s (crawler process {result['main_cpu']:.1f} s)  peak memory of the process tree: PSS {result['peak_pss_mb']:4.0f} MB, "
               f"RSS {result['peak_mb']:4.0f} MB (peak RSS: crawler {result['main_mb']:.0f} MB, "
               f"other processes {result['children_mb']} MB)")
+        if len(result["peak_roles"]) > 1:
+            print(f"{'':11s} PSS at the peak: " + ", ".join(f"{role} {mb:.0f} MB" + (f" ({count})" if count > 1 else "")
+                                                       for role, (mb, count) in result["peak_roles"].items()))
     if "news" in results:
         counts = results["news"]["counts"]
         print(f"raw capture: {results['news']['warc_bytes']} WARC bytes for {counts['articles_written']} articles "

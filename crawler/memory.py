@@ -19,51 +19,21 @@ keeps what it freed. Two things give it back:
   and the two points above apply to it (6,000 pages: the crawler stayed at
   ~220 MB, against 300-360 MB with both defaults).
 
-Elsewhere than glibc this does nothing.
+Elsewhere than glibc this does nothing. The extraction workers trim too, every few pages
+(``pipelines/extract.py``); the glibc calls themselves are ``pipelines/glibc.py``.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import logging
-import sys
 
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 from twisted.internet import task
 
+from pipelines.glibc import glibc, return_freed_memory, trim_freed_memory
+
 logger = logging.getLogger(__name__)
-
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-
-
-@functools.cache
-def _glibc():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt, libc.malloc_trim  # noqa: B018 (glibc has both; musl has no malloc_trim)
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-def return_freed_memory(threshold: int) -> bool:
-    """Fix glibc's mmap and trim thresholds at ``threshold`` bytes; False where that is not possible."""
-    libc = _glibc()
-    if libc is None or threshold <= 0:
-        return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, threshold))
-
-
-def trim_freed_memory() -> bool:
-    """Release the free pages of every glibc arena; True when some memory was released."""
-    libc = _glibc()
-    return bool(libc.malloc_trim(0)) if libc is not None else False
-
 
 class ReturnFreedMemory:
     """Scrapy extension: ``MEMORY_MALLOC_THRESHOLD`` and ``MEMORY_ARROW_SYSTEM_POOL`` at start, ``malloc_trim``
@@ -77,7 +47,7 @@ class ReturnFreedMemory:
 
     @classmethod
     def from_crawler(cls, crawler):
-        if _glibc() is None:
+        if glibc() is None:
             raise NotConfigured("not glibc: nothing to tune")
         extension = cls(crawler.settings.getint("MEMORY_MALLOC_THRESHOLD"),
                         crawler.settings.getfloat("MEMORY_TRIM_INTERVAL"),

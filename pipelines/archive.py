@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
 from scrapy import signals
@@ -74,7 +75,9 @@ def open_store(settings):
     """The store ARCHIVE_URI names, proven writable; BadArchiveURI (with the reason) otherwise."""
     if settings.get("ARCHIVE_S3_RETRY_MODE") not in ("standard", "adaptive", "legacy"):
         raise ArchiveConfigError(f"ARCHIVE_S3_RETRY_MODE must be standard or adaptive, not {settings.get('ARCHIVE_S3_RETRY_MODE')!r}")
-    store = store_from_uri(settings["ARCHIVE_URI"], s3_options_from_settings(settings))
+    uri = settings["ARCHIVE_URI"]
+    s3 = urlsplit((uri or "").strip()).scheme.lower() == "s3"  # the S3 options import boto3: only for S3
+    store = store_from_uri(uri, s3_options_from_settings(settings) if s3 else None)
     store.check_writable()
     return store
 

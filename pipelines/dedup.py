@@ -3,7 +3,7 @@ becomes a ``DuplicateRecord`` instead of a second row.
 
 ``RunIndex`` is the core: what this run has archived so far, looked up by
 canonical URL (and the other URLs that led to each article), by content hash
-and by SimHash within a Hamming distance (``fingerprints.SimhashIndex``, the
+and by SimHash within a Hamming distance (``simhash_index.SimhashIndex``, the
 same index the archive state uses for earlier runs). ``DedupPipeline`` is the
 Scrapy shell; it asks the archive state (``pipelines/state.py``) about earlier
 runs.
@@ -22,6 +22,7 @@ from scrapy.exceptions import DontCloseSpider, DropItem
 
 from pipelines.records import ArticleRecord, DuplicateRecord, UrlAlias
 from pipelines import fingerprints, stats
+from pipelines.simhash_index import SimhashIndex
 from pipelines.state import aliases_of, hash_key64
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class RunIndex:
     def __init__(self, *, near_distance: int) -> None:
         self._by_url: dict[bytes, ArchivedRef] = {}
         self._by_hash: dict[bytes, ArchivedRef] = {}
-        self._near = fingerprints.SimhashIndex(near_distance)
+        self._near = SimhashIndex(near_distance)
         self._refs: list[ArchivedRef] = []  #: by row of the SimHash index
 
     def __len__(self) -> int:

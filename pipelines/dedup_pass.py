@@ -33,6 +33,7 @@ from pipelines import fingerprints
 from pipelines.parquet import ClosedFile, DatasetWriter
 from pipelines.records import DuplicateRecord
 from pipelines.table import PARTITION, DatasetTable, table_file
+from pipelines.simhash_index import SimhashIndex
 from schemas import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def find_copies(rows: list[dict], *, near_distance: int) -> list[Copy]:
     ordered = sorted(rows, key=lambda row: (row["first_seen_at"], row["article_id"]))
     kept: list[dict] = []
     by_hash: dict[str, int] = {}
-    index = fingerprints.SimhashIndex(near_distance)
+    index = SimhashIndex(near_distance)
     copies = []
     for row in ordered:
         exact = by_hash.get(row["content_hash"])

@@ -82,6 +82,22 @@ class EarlierExtraction:
     published_at: datetime | None
     authors: tuple[str, ...]
 
+    def changes_in(self, record: ArticleRecord) -> dict[str, int]:
+        """What changed between this row and the page's new row: counts to add up (a re-extraction's report)."""
+        delta = len(record.body) - self.body_chars
+        changes = {
+            "rows": 1,
+            "body_changed": int(record.content_hash != self.content_hash),
+            "body_chars_added": max(delta, 0),
+            "body_chars_removed": max(-delta, 0),
+            "title_changed": int(record.title != self.title),
+            "published_at_changed": int(record.published_at != self.published_at),
+            "authors_changed": int(tuple(record.authors) != self.authors),
+        }
+        changes["unchanged"] = int(not any(changes[k] for k in ("body_changed", "title_changed", "published_at_changed",
+                                                                   "authors_changed")))
+        return changes
+
 
 @dataclass(kw_only=True, slots=True)
 class Exchange:

@@ -8,8 +8,8 @@ pointer and the current ``extractor_version``: a crawl made with this extractor,
 killed, whose rows were committed. So a rerun goes on where a killed one stopped and redoes nothing committed,
 and each record ends with one row by this extractor.
 
-``reextraction_changes`` compares a new row with the one it replaces: the counts of the run's report
-(``counts.reextract`` in its manifest).
+``EarlierExtraction.changes_in`` (pipelines/records.py) compares a new row with the one it replaces: the counts
+of the run's report (``counts.reextract`` in its manifest).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from pipelines.publisher import SITEMAP_NEWS_STATED
-from pipelines.records import ArticleRecord, EarlierExtraction
+from pipelines.records import EarlierExtraction
 
 #: what a re-extracted page keeps from the row it replaces, besides its identity (EarlierExtraction)
 _CAPTURE_COLUMNS = ["url", "fetched_at", "http_status", "discovered_via", "source_url", "http_etag",
@@ -123,18 +123,3 @@ def _dataset(table) -> ds.Dataset:
     return table.delta().to_pyarrow_dataset()
 
 
-def reextraction_changes(earlier: EarlierExtraction, record: ArticleRecord) -> dict[str, int]:
-    """What changed between the row a page was extracted into before and its new row: counts to add up."""
-    delta = len(record.body) - earlier.body_chars
-    changes = {
-        "rows": 1,
-        "body_changed": int(record.content_hash != earlier.content_hash),
-        "body_chars_added": max(delta, 0),
-        "body_chars_removed": max(-delta, 0),
-        "title_changed": int(record.title != earlier.title),
-        "published_at_changed": int(record.published_at != earlier.published_at),
-        "authors_changed": int(tuple(record.authors) != earlier.authors),
-    }
-    changes["unchanged"] = int(not any(changes[k] for k in ("body_changed", "title_changed", "published_at_changed",
-                                                               "authors_changed")))
-    return changes

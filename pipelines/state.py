@@ -56,7 +56,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.fingerprints import SimhashIndex, canonicalize_url
+from pipelines.fingerprints import canonicalize_url
+from pipelines.simhash_index import SimhashIndex
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cdxj_indexer.main import CDXJIndexer
 from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import GzippingWrapper, WARCWriter
@@ -265,6 +264,9 @@ class WarcFile:
 def write_cdxj(warc_path: Path, cdxj_path: Path, warc_key: str) -> None:
     """The CDXJ index of a WARC file (cdxj-indexer: SURT key, timestamp, and per record its url, mime, status,
     digest, length, offset and ``filename`` = the file's key in the archive), for pywb and Wayback-style tools."""
+    # imported here, when a file closes: cdxj-indexer pulls in pyamf and pkg_resources (~10 MB of a crawler)
+    from cdxj_indexer.main import CDXJIndexer
+
     with open(cdxj_path.with_name(cdxj_path.name + ".tmp"), "w", encoding="utf-8") as out:
         with open(warc_path, "rb") as source:
             CDXJIndexer(output=out, inputs=[source], filename=warc_key, sort=True).process_all()

@@ -10,6 +10,9 @@ limit kills the worker: a runaway extraction by construction, whatever the machi
 leaves a file in ``FAULT_HOLD_EXTRACT_ANNOUNCE`` (when set) as its worker starts holding it.
 
 ``-s TWISTED_DNS_RESOLVER=faults.StaticDNSResolver`` answers the names of ``FAULT_DNS_ANSWERS`` without DNS.
+
+``faults.ModulesInUse`` injects nothing: it writes the crawler process's imported modules (JSON) to
+``FAULT_MODULES_FILE`` when the first article is scraped, in the middle of the crawl.
 """
 
 from __future__ import annotations
@@ -136,3 +139,27 @@ class KillAtCommit:
         spool.write_intent = intent
         DatasetTable.commit = committing
         return cls()
+
+
+class ModulesInUse:
+    """The crawler's ``sys.modules`` at its first article (``FAULT_MODULES_FILE``): what a crawl has loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        from scrapy import signals
+
+        from pipelines.records import ArticleRecord
+
+        probe = cls(Path(crawler.settings["FAULT_MODULES_FILE"]))
+
+        def scraped(item, **_):
+            if isinstance(item, ArticleRecord) and not probe.path.exists():
+                import sys
+
+                probe.path.write_text(json.dumps(sorted(sys.modules)))
+
+        crawler.signals.connect(scraped, signal=signals.item_scraped, weak=False)
+        return probe

@@ -10,7 +10,6 @@ import pytest
 from pipelines.dedup import ArchivedRef, RunIndex
 from pipelines.exceptions import ArchiveConfigError
 from pipelines.fingerprints import (
-    SimhashIndex,
     article_id,
     canonicalize_url,
     content_hash,
@@ -21,6 +20,7 @@ from pipelines.fingerprints import (
     simhash,
     to_int64,
 )
+from pipelines.simhash_index import SimhashIndex
 
 
 @pytest.mark.parametrize(

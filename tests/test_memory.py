@@ -1,25 +1,32 @@
 """The crawler's memory stays flat: freed memory given back (crawler/memory.py), the frontier on disk
 (crawler/frontier.py); the benchmark measures how much."""
 
+import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from scrapy.utils.test import get_crawler
 
-from conftest import run_crawl
+from conftest import REPO, run_crawl
 from crawler import memory
+from pipelines import extract, glibc
 
-glibc_only = pytest.mark.skipif(memory._glibc() is None, reason="glibc only")
+TESTS = Path(__file__).resolve().parent
+
+glibc_only = pytest.mark.skipif(glibc.glibc() is None, reason="glibc only")
 
 
 @glibc_only
 def test_thresholds_and_trim_apply_on_glibc():
-    assert memory.return_freed_memory(128 * 1024) is True
-    assert memory.return_freed_memory(0) is False
+    assert glibc.return_freed_memory(128 * 1024) is True
+    assert glibc.return_freed_memory(0) is False
     blocks = [bytearray(64 * 1024) for _ in range(2000)]  # 128 MB in the heap (below the mmap threshold)
     del blocks[::2]  # holes in the middle of the heap, which only malloc_trim gives back
-    assert memory.trim_freed_memory() is True
+    assert glibc.trim_freed_memory() is True
 
 
 @glibc_only
@@ -40,13 +47,41 @@ def test_extension_switches_pyarrow_to_malloc_and_trims_while_the_spider_runs():
         pa.set_memory_pool(previous)
 
 
-def test_extension_is_enabled_by_default_and_remote_consoles_are_not_even_loaded():
+def test_extension_is_enabled_by_default():
     from scrapy.utils.project import get_project_settings
 
-    extensions = get_project_settings().getdict("EXTENSIONS")
-    assert extensions["crawler.memory.ReturnFreedMemory"] is not None
-    assert extensions["scrapy.extensions.remote_control.RemoteControl"] is None  # it imports aiohttp
-    assert extensions["scrapy.extensions.telnet.TelnetConsole"] is None
+    assert get_project_settings().getdict("EXTENSIONS")["crawler.memory.ReturnFreedMemory"] == 0
+
+
+#: what a local crawl's process does not use, each several MB: Scrapy's remote consoles (aiohttp), boto3 (S3
+#: archives only), cdxj-indexer (imported when a WARC file closes; it pulls in pyamf and pkg_resources)
+CRAWLER_UNUSED = {"aiohttp", "twisted.conch.telnet", "scrapy.extensions.remote_control", "boto3", "botocore",
+                  "cdxj_indexer", "pyamf", "pkg_resources"}
+#: what the extraction workers do not use: their fork server imports only the extraction code
+WORKER_UNUSED = {"pyarrow", "numpy", "scrapy", "twisted", "boto3", "deltalake", "duckdb", "cdxj_indexer"}
+
+
+@pytest.mark.needs_corpus
+def test_a_local_crawl_does_not_load_what_it_does_not_use(news_site, tmp_path):
+    site, _ = news_site
+    seen = tmp_path / "modules.json"
+    result = run_crawl(tmp_path / "archive", [site.base_url + "/robots.txt"], env={"PYTHONPATH": str(TESTS)},
+                       settings={"EXTENSIONS": json.dumps({"faults.ModulesInUse": 0}), "FAULT_MODULES_FILE": str(seen),
+                                 "TELNETCONSOLE_ENABLED": True})  # enabled, yet not in any extension list
+    assert result.returncode == 0, result.stderr[-3000:]
+    modules = set(json.loads(seen.read_text()))
+    assert {"scrapy", "pyarrow", "deltalake", "warcio", "pipelines.archive"} <= modules  # the probe saw a crawl
+    assert sorted(CRAWLER_UNUSED & modules) == []
+
+
+def test_the_extraction_workers_fork_server_imports_only_the_extraction_code():
+    code = ("import importlib, json, sys\n"
+            f"for name in {extract.WORKER_PRELOAD!r}: importlib.import_module(name)\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    completed = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    modules = set(json.loads(completed.stdout))
+    assert {"trafilatura", "lxml", "pipelines.extract", "pipelines.fingerprints"} <= modules
+    assert sorted(m for m in modules if m.split(".")[0] in WORKER_UNUSED) == []
 
 
 def _scrapy_stat(stderr: str, name: str) -> int:
@@ -90,3 +125,13 @@ def test_a_jobdir_is_left_to_scrapy_and_the_frontier_can_stay_in_memory(tmp_path
 
     project = get_project_settings()
     assert project["SCHEDULER"] == "crawler.frontier.DiskFrontierScheduler" and project.getbool("CRAWL_FRONTIER_ON_DISK")
+
+
+def test_a_worker_gives_freed_memory_back_every_few_pages(monkeypatch):
+    trims = []
+    monkeypatch.setattr(extract, "trim_freed_memory", lambda: trims.append(extract._worker_pages))
+    monkeypatch.setattr(extract, "_worker_pages", 0)
+    monkeypatch.setattr(extract, "_timed_extraction", lambda *args: extract.Extraction(None, "empty"))
+    for _ in range(2 * extract.WORKER_TRIM_EVERY + 3):
+        extract.extract_task(b"<html></html>", "text/html", "http://127.0.0.1/a", 300, None)
+    assert trims == [extract.WORKER_TRIM_EVERY, 2 * extract.WORKER_TRIM_EVERY]
