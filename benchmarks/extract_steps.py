@@ -34,6 +34,7 @@ from pipelines import extract, fingerprints  # noqa: E402
 from pipelines.decode import page_text  # noqa: E402
 from pipelines.pagemeta import read_page_meta  # noqa: E402
 from pipelines.pagetype import classify_page  # noqa: E402
+from pipelines.trafilatura_document import trafilatura_metadata  # noqa: E402
 from pipelines.warc import LevelWARCWriter  # noqa: E402
 from throughput import make_pages  # noqa: E402
 
@@ -60,11 +61,13 @@ def main() -> None:
         tree = timed("parse (load_html)", load_html, html)
         timed("nesting check", tree.xpath, f"boolean(//*[count(ancestor::*) >= {extract.PARSER_MAX_DEPTH}])")
         meta = timed("page metadata (read_page_meta)", read_page_meta, tree)
-        working = timed("copy of the tree (bare_extraction)", copy, tree)
-        document = timed("trafilatura metadata (extract_metadata)", extract_metadata, working, url,
-                         options.date_params, options.fast, options.author_blacklist)
+        document = timed("trafilatura metadata (trafilatura_document: no license, no htmldate if stated)", trafilatura_metadata,
+                         tree, options, date_stated=meta.published_raw is not None)
+        timed("  [trafilatura's own extract_metadata, for comparison]", extract_metadata, copy(tree), options.url,
+              options.date_params, options.fast, options.author_blacklist)
+        working = timed("copy of the tree (trafilatura works on a copy)", copy, tree)
         postbody, _, _, _ = timed("trafilatura main text (trafilatura_sequence)", trafilatura_sequence, working,
-                                  options, url)
+                                  options, options.url or document.url)
         title = extract.article_title(meta.jsonld_headline or document.title, document.sitename, url)
         text = timed("body text (body_text)", extract.body_text, postbody, title)
         timed("page type (classify_page: signals and structure)", classify_page, url, meta, text, min_chars=300)
@@ -76,7 +79,7 @@ def main() -> None:
     per_page = {name: 1000 * seconds / len(pages) for name, seconds in spent.items()}
     print(f"{len(pages)} pages, mean {sum(map(len, pages)) / len(pages) / 1024:.0f} KiB; CPU ms per page")
     for name, ms in per_page.items():
-        print(f"  {name:48s} {ms:6.2f}")
+        print(f"  {name:66s} {ms:6.2f}")
     inline = per_page["inline spider: trafilatura.extract"]
     print(f"extract_page / trafilatura.extract: {per_page['whole extract_page'] / inline:.2f}")
 

@@ -25,7 +25,6 @@ from urllib.parse import urljoin
 
 from lxml.html import HtmlElement
 from pebble import ProcessExpired, ProcessPool
-from trafilatura import bare_extraction
 from trafilatura.settings import Extractor, set_date_params
 from trafilatura.utils import load_html
 from trafilatura.xml import xmltotxt
@@ -39,6 +38,7 @@ from pipelines.exceptions import ArchiveConfigError
 from pipelines.glibc import trim_freed_memory
 from pipelines.pagemeta import PageMeta, read_page_meta
 from pipelines.pagetype import classify_page
+from pipelines.trafilatura_document import trafilatura_document
 from pipelines.publisher import body_truncated_by_paywall, paywalled_texts, sitemap_news_columns
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now
     meta = read_page_meta(tree)
     paywalled = paywalled_texts(tree, meta.paywalled_selectors) if meta.paywalled_selectors else None
     try:
-        document = bare_extraction(tree, url=url, options=options, prune_xpath=PRUNE_XPATH)
+        document = trafilatura_document(tree, options, prune_xpath=PRUNE_XPATH, date_stated=meta.published_raw is not None)
     except Exception as exc:  # trafilatura has no exception contract; one bad page must not stop the crawl
         return Extraction(None, "extraction_failed", f"{type(exc).__name__}: {exc}"[:500])
     if document is None or document.body is None:
@@ -159,6 +159,7 @@ def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now
         published_raw, published_source = document.date, "htmldate"
         published = type(published)(None, published.day)
     modified = parse_date_statement(meta.modified_raw, now=now)
+    content_hash, simhash = fingerprints.body_hashes(body)
     article = ExtractedArticle(
         canonical_url=page_canonical_url(url, meta),
         title=title,
@@ -180,8 +181,8 @@ def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now
         keywords=meta.keywords,
         is_accessible_for_free=meta.is_accessible_for_free,
         body_truncated_by_paywall=truncated,
-        content_hash=fingerprints.content_hash(body),
-        simhash=fingerprints.simhash(body),
+        content_hash=content_hash,
+        simhash=simhash,
     )
     return Extraction(article, "article", verdict.detail)
 

@@ -246,3 +246,44 @@ def test_structured_data_wherever_it_is_stated(head, attributes, signal):
     result = extract_page(page, "https://herald.example/p/4411.html", OPTIONS, min_chars=300, now=NOW)
     assert signal in result.detail, result.detail
     assert result.reason == "article"
+
+
+@pytest.mark.needs_corpus
+def test_trafilaturas_document_is_bare_extractions_less_the_license_and_a_stated_date():
+    # pipelines/trafilatura_document.py runs trafilatura's own steps without two the archive never reads: every
+    # other field of the Document is the same as bare_extraction's, body included, for every corpus page
+    from lxml.html import tostring
+    from trafilatura import bare_extraction
+    from trafilatura.utils import load_html
+    from trafilatura.xml import xmltotxt
+
+    from pipelines.decode import page_text
+    from pipelines.extract import PRUNE_XPATH
+    from pipelines.trafilatura_document import trafilatura_document
+    from test_decode import corpus_pages
+
+    options = build_options()
+    pages = corpus_pages()
+    assert len(pages) == 351
+    compared = licensed = 0
+    for page_id, body in pages:
+        tree = load_html(page_text(body, "text/html"))
+        before = tostring(tree)
+        expected = bare_extraction(tree, options=options, prune_xpath=PRUNE_XPATH)
+        for date_stated in (False, True):
+            got = trafilatura_document(tree, options, prune_xpath=PRUNE_XPATH, date_stated=date_stated)
+            assert (got is None) == (expected is None), page_id
+            if got is None:
+                continue
+            want = expected.as_dict()
+            licensed += bool(want["license"]) and not date_stated
+            want["license"] = None
+            if date_stated:
+                want["date"] = None
+            have = got.as_dict()
+            assert xmltotxt(have.pop("body"), False) == xmltotxt(want.pop("body"), False), page_id
+            have.pop("commentsbody"), want.pop("commentsbody")
+            assert have == want, page_id
+            compared += 1
+        assert tostring(tree) == before, "the page's own tree is left as it was"
+    assert compared >= 2 * 340 and licensed > 0  # nearly every page gives a document; some state a license

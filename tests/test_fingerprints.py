@@ -158,6 +158,20 @@ def test_simhash_is_trafilaturas_simhash_of_the_features():
         assert simhash(text) == Simhash(simhash_features(text), length=64).hash, text[:40]
 
 
+
+def test_body_hashes_are_the_two_hashes_with_the_body_normalised_once():
+    import re
+
+    from pipelines.fingerprints import body_hashes, normalize_body, simhash_features
+
+    texts = ["", "Ünïcode café — naïve_words l'été 2026, x_y", "Tokyo 東京都の天気は晴れです。", STORY_FOR_SIMHASH,
+             "한국어 문장과 English words", "Straße ΣΊΣΥΦΟΣ ﬁne"]
+    for text in texts:
+        assert body_hashes(text) == (content_hash(text), simhash(text)), text[:40]
+    for text in (texts[1], texts[3], texts[5]):  # no CJK: the features are the normalised body's words
+        assert simhash_features(text) == " ".join(w for w in re.split(r"[\W_]+", normalize_body(text)) if w)
+
+
 STORY_FOR_SIMHASH = (
     "The city council voted on Tuesday to extend the tram line to the northern districts, ending a decade of "
     "debate. Construction is expected to start next spring and to last three years, officials said, while "
