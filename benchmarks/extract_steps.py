@@ -71,8 +71,7 @@ def main() -> None:
         title = extract.article_title(meta.jsonld_headline or document.title, document.sitename, url)
         text = timed("body text (body_text)", extract.body_text, postbody, title)
         timed("page type (classify_page: signals and structure)", classify_page, url, meta, text, min_chars=300)
-        timed("SHA-256 of the normalised body", fingerprints.content_hash, text)
-        timed("SimHash", fingerprints.simhash, text)
+        timed("SHA-256 and SimHash of the normalised body (body_hashes)", fingerprints.body_hashes, text)
         timed("gzip of the WARC record (level 6)", _warc_record, body, url)
         timed("inline spider: trafilatura.extract", trafilatura.extract, html, url=url)
 

@@ -23,7 +23,7 @@ ARCHIVE_CRAWL_ID = ""  # default: made at start, e.g. 20261125T143800Z-3f9a1c
 ARCHIVE_MAX_FILE_ROWS = 100_000  # a Parquet file holds at most this many rows (then it is rolled)...
 ARCHIVE_MAX_FILE_BYTES = 128 * 2**20  # ...or about this many bytes of row data
 ARCHIVE_ROW_GROUP_ROWS = 10_000  # a row group is written when the buffer reaches this many rows...
-ARCHIVE_ROW_GROUP_BYTES = 16 * 2**20  # ...or about this many bytes
+ARCHIVE_ROW_GROUP_BYTES = 8 * 2**20  # ...or about this many bytes (16 MiB: the crawler ~13 MB more at 4,000 pages)
 ARCHIVE_COMPRESSION = "zstd"
 ARCHIVE_UPLOAD_THREADS = 2  # files published in the background while the crawl goes on
 
@@ -138,8 +138,9 @@ PROGRESS_INTERVAL = 5
 # CronJob's log); off: always the line.
 PROGRESS_BAR = "auto"
 # glibc, in the crawler's process: blocks from this size up are mmap'd and given back when freed; 0 leaves
-# glibc's default, whose threshold grows so that freed response bodies stay resident. (Extraction workers are
-# recycled every EXTRACT_MAX_TASKS_PER_WORKER pages instead: there it cost ~3 % CPU for ~6 MB.)
+# glibc's default, whose threshold grows so that freed response bodies stay resident. (Extraction workers instead
+# malloc_trim every 10 pages, pipelines/extract.py WORKER_TRIM_EVERY, and are recycled every
+# EXTRACT_MAX_TASKS_PER_WORKER pages.)
 MEMORY_MALLOC_THRESHOLD = 128 * 1024
 MEMORY_TRIM_INTERVAL = 1  # seconds between malloc_trim calls in the crawler's process (0: never)
 MEMORY_ARROW_SYSTEM_POOL = True  # pyarrow allocates through malloc, not its own mimalloc/jemalloc pool

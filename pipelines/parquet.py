@@ -222,7 +222,7 @@ class DatasetWriter:
         max_file_rows: int = 100_000,
         max_file_bytes: int = 128 * 2**20,
         row_group_rows: int = 10_000,
-        row_group_bytes: int = 16 * 2**20,
+        row_group_bytes: int = 8 * 2**20,
         compression: str = "zstd",
         compression_level: int | None = None,
     ) -> None:
