@@ -61,8 +61,8 @@ def main() -> None:
         tree = timed("parse (load_html)", load_html, html)
         timed("nesting check", tree.xpath, f"boolean(//*[count(ancestor::*) >= {extract.PARSER_MAX_DEPTH}])")
         meta = timed("page metadata (read_page_meta)", read_page_meta, tree)
-        document = timed("trafilatura metadata (trafilatura_document: no license, no htmldate if stated)", trafilatura_metadata,
-                         tree, options, date_stated=meta.published_raw is not None)
+        document = timed("trafilatura metadata (trafilatura_document: no license, no htmldate if stated)",
+                         trafilatura_metadata, tree, options, date_stated=meta.published_raw is not None)
         timed("  [trafilatura's own extract_metadata, for comparison]", extract_metadata, copy(tree), options.url,
               options.date_params, options.fast, options.author_blacklist)
         working = timed("copy of the tree (trafilatura works on a copy)", copy, tree)

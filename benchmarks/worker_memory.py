@@ -38,7 +38,8 @@ def worker(pages: list[bytes], trim_every: int) -> str:
     started = time.process_time()
     now = datetime.now(timezone.utc)
     for number, body in enumerate(pages):
-        extract.extract_task(body, "text/html", f"http://127.0.0.1/a/{number}/story-{number}-archive-benchmark/", 300, now)
+        url = f"http://127.0.0.1/a/{number}/story-{number}-archive-benchmark/"
+        extract.extract_task(body, "text/html", url, 300, now)
     cpu = time.process_time() - started
     after = process.memory_full_info().uss
     return (f"trim every {trim_every or 'never':>5}: private memory {before / 2**20:5.1f} MB before the first page, "

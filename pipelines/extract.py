@@ -132,7 +132,8 @@ def extract_page(html: str, url: str, options: Extractor, *, min_chars: int, now
     meta = read_page_meta(tree)
     paywalled = paywalled_texts(tree, meta.paywalled_selectors) if meta.paywalled_selectors else None
     try:
-        document = trafilatura_document(tree, options, prune_xpath=PRUNE_XPATH, date_stated=meta.published_raw is not None)
+        document = trafilatura_document(tree, options, prune_xpath=PRUNE_XPATH,
+                                        date_stated=meta.published_raw is not None)
     except Exception as exc:  # trafilatura has no exception contract; one bad page must not stop the crawl
         return Extraction(None, "extraction_failed", f"{type(exc).__name__}: {exc}"[:500])
     if document is None or document.body is None:
@@ -296,9 +297,8 @@ def init_worker(favor_precision: bool) -> None:
     _worker_options = build_options(favor_precision=favor_precision)
 
 
-#: every this many pages a worker gives back to the system the pages glibc kept after freeing them (malloc_trim,
-#: ~2 ms each time): a forked worker's private memory after 100 pages +18 MB instead of +44 MB
-#: (``python benchmarks/worker_memory.py``)
+#: every this many pages a worker gives back to the system the pages glibc kept after freeing them (malloc_trim):
+#: a forked worker's private memory after 100 pages +18 MB instead of +44 MB (``python benchmarks/worker_memory.py``)
 WORKER_TRIM_EVERY = 10
 _worker_pages = 0  #: pages this worker process has extracted
 
