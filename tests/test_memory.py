@@ -63,10 +63,14 @@ WORKER_UNUSED = {"pyarrow", "numpy", "scrapy", "twisted", "boto3", "deltalake", 
 
 @pytest.mark.needs_corpus
 def test_a_local_crawl_does_not_load_what_it_does_not_use(news_site, tmp_path):
+    from scrapy.utils.project import get_project_settings
+
     site, _ = news_site
     seen = tmp_path / "modules.json"
+    # the project's extensions, as a crawl has them, and the probe
+    extensions = {**get_project_settings().getdict("EXTENSIONS"), "faults.ModulesInUse": 0}
     result = run_crawl(tmp_path / "archive", [site.base_url + "/robots.txt"], env={"PYTHONPATH": str(TESTS)},
-                       settings={"EXTENSIONS": json.dumps({"faults.ModulesInUse": 0}), "FAULT_MODULES_FILE": str(seen),
+                       settings={"EXTENSIONS": json.dumps(extensions), "FAULT_MODULES_FILE": str(seen),
                                  "TELNETCONSOLE_ENABLED": True})  # enabled, yet not in any extension list
     assert result.returncode == 0, result.stderr[-3000:]
     modules = set(json.loads(seen.read_text()))
