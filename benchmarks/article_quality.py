@@ -15,8 +15,8 @@ dated or slug path) and once under a neutral URL (``/p/<n>.html``, ``/?p=<n>``, 
 
 Run: ``python benchmarks/article_quality.py`` (about a minute); ``--show CLASS`` prints the paragraphs of a class;
 ``--variants`` prints the body F1 of trafilatura's body under the options the archive weighed (its own, without
-pruning ``<figcaption>``, pruning every caption or credit class, ``favor_recall``, ``favor_precision``), page
-detection left aside.
+pruning ``<figcaption>``, pruning every caption or credit class, ``favor_recall``, ``favor_precision``, trafilatura's
+``fast`` mode without its readability and jusText comparison), page detection left aside.
 """
 
 from __future__ import annotations
@@ -197,13 +197,14 @@ def failure_classes(extracted: str | None, truth: str, index: SourceIndex) -> di
 
 
 FIGCAPTION = ["//figcaption"]
-VARIANTS = {  # name -> (build_options arguments, prune_xpath)
-    "archive (figcaption pruned)": ({}, FIGCAPTION),
-    "nothing pruned": ({}, None),
+VARIANTS = {  # name -> (build_options arguments, prune_xpath, Extractor attributes set afterwards)
+    "archive (figcaption pruned)": ({}, FIGCAPTION, {}),
+    "nothing pruned": ({}, None, {}),
     "caption and credit classes pruned": ({}, ["//figcaption", "//*[contains(@class, 'caption') or "
-                                               "contains(@class, 'credit')]"]),
-    "favor_recall": ({"favor_recall": True}, FIGCAPTION),
-    "favor_precision": ({"favor_precision": True}, FIGCAPTION),
+                                               "contains(@class, 'credit')]"], {}),
+    "favor_recall": ({"favor_recall": True}, FIGCAPTION, {}),
+    "favor_precision": ({"favor_precision": True}, FIGCAPTION, {}),
+    "fast (no readability/jusText comparison)": ({}, FIGCAPTION, {"fast": True}),
 }
 
 
@@ -212,10 +213,13 @@ def variants(pages: list[dict]) -> None:
 
     assert PRUNE_XPATH == FIGCAPTION, "the archive's pruning changed: update VARIANTS"
     scores = {name: [] for name in VARIANTS}
-    built = {name: build_options(**arguments) for name, (arguments, _) in VARIANTS.items()}
+    built = {name: build_options(**arguments) for name, (arguments, _, _) in VARIANTS.items()}
+    for name, (_, _, attributes) in VARIANTS.items():
+        for attribute, value in attributes.items():
+            setattr(built[name], attribute, value)
     for page in pages:
         html = page_text(page["raw"], corpus_content_type(page["raw"]))
-        for name, (_, prune) in VARIANTS.items():
+        for name, (_, prune, _) in VARIANTS.items():
             document = bare_extraction(load_html(html), url=BASE + dated_path(page), options=built[name],
                                        prune_xpath=prune)
             body = body_text(document.body) if document is not None and document.body is not None else ""

@@ -170,12 +170,16 @@ class LateSitemapNews:
 
     An entry that comes while its page is still on its way waits here and is applied to the row when it comes
     (``article``); one that comes after the row was written is handed back (``seen``) for the writer to amend that
-    row when its file closes. Only rows without an entry of their own are remembered: a few hundred bytes each.
+    row when its file closes. Only rows without an entry of their own are remembered, in about a hundred bytes a
+    URL: one ``where`` object per file, shared by its rows, and the row's url only where it is not the canonical URL
+    remembered (``benchmarks/crawler_memory.py`` shows what the crawler holds per page).
     """
 
     def __init__(self) -> None:
         self.waiting: dict[str, SitemapNewsSeen] = {}  #: canonical URL -> entry whose row has not come yet
-        self.written: dict[str, tuple[str, object]] = {}  #: canonical URL -> (row's url, where the writer put it)
+        self.written: dict[str, object] = {}  #: canonical URL -> where the writer put the row
+        self.written_url: dict[str, str] = {}  #: canonical URL -> the row's url, where it is not that URL
+        self._places: dict[object, object] = {}  #: each ``where`` once
 
     def article(self, record: ArticleRecord, where: object) -> ArticleRecord:
         """``record`` with the fields of an entry that was waiting for it; remembered (at ``where``) when it has
@@ -188,17 +192,23 @@ class LateSitemapNews:
             if seen is not None:
                 return dataclasses.replace(record, **sitemap_news_columns(seen.news, record.keywords,
                                                                           now=seen.seen_at))
+        where = self._places.setdefault(where, where)
         for key in keys:
-            self.written[key] = (record.url, where)
+            self.written[key] = where
+            if record.url != key:
+                self.written_url[key] = record.url
         return record
 
     def seen(self, seen: SitemapNewsSeen) -> tuple[str, object] | None:
         """(the row's url, where it was written) when the entry's row is already written (it is then forgotten),
         else None (the entry waits for its row)."""
-        written = self.written.pop(seen.canonical_url, None)
-        if written is None:
-            self.waiting.setdefault(seen.canonical_url, seen)
-        return written
+        key = seen.canonical_url
+        where = self.written.pop(key, None)
+        url = self.written_url.pop(key, key)
+        if where is None:
+            self.waiting.setdefault(key, seen)
+            return None
+        return url, where
 
 
 def amend_with(seen: SitemapNewsSeen):
