@@ -3,7 +3,8 @@
 Each figure comes from its own fresh interpreter, so nothing imported before is counted twice. Measured: the
 extraction workers' fork server (``pipelines.extract.WORKER_PRELOAD``, what every worker is forked from), and what a
 local crawl's process no longer imports, each on top of what the crawler imports anyway (Twisted's reactor, Scrapy,
-pyarrow): Scrapy's remote control (aiohttp), boto3, cdxj-indexer (pyamf, pkg_resources). Run:
+pyarrow): Scrapy's remote control (aiohttp), boto3, cdxj-indexer (pyamf, pkg_resources), and cdxj-indexer as the
+archive imports it when a WARC file closes (``pipelines.warc.cdxj_indexer``: without its AMF module). Run:
 
     python benchmarks/import_memory.py
 """
@@ -28,7 +29,10 @@ for name in {base!r}:
 process = psutil.Process()
 before = process.memory_full_info().uss
 for name in {modules!r}:
-    importlib.import_module(name)
+    module, _, function = name.partition(":")  # "module:function": imported, then called
+    imported = importlib.import_module(module)
+    if function:
+        getattr(imported, function)()
 print(json.dumps([before, process.memory_full_info().uss]))
 """
 
@@ -50,6 +54,9 @@ def main() -> None:
                            ("boto3", ["boto3"]),
                            ("cdxj-indexer (pyamf, pkg_resources)", ["cdxj_indexer.main"])):
         print(f"on top of the crawler's own imports, {label}: +{import_cost(modules, CRAWLER_BASE):.1f} MB")
+    archive_base = [*CRAWLER_BASE, "pipelines.warc"]  # the capture's module, which the crawler imports anyway
+    print("on top of the crawler's own imports, cdxj-indexer as the archive imports it (pipelines.warc.cdxj_indexer):"
+          f" +{import_cost(['pipelines.warc:cdxj_indexer'], archive_base):.1f} MB")
 
 
 if __name__ == "__main__":

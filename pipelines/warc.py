@@ -17,9 +17,12 @@ one received kept as ``X-Crawler-Content-Length``), so every record replays. ``W
 from __future__ import annotations
 
 import gzip
+import importlib
 import io
 import logging
+import sys
 import threading
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -264,13 +267,39 @@ class WarcFile:
 def write_cdxj(warc_path: Path, cdxj_path: Path, warc_key: str) -> None:
     """The CDXJ index of a WARC file (cdxj-indexer: SURT key, timestamp, and per record its url, mime, status,
     digest, length, offset and ``filename`` = the file's key in the archive), for pywb and Wayback-style tools."""
-    # imported here, when a file closes: cdxj-indexer pulls in pyamf and pkg_resources (~10 MB of a crawler)
-    from cdxj_indexer.main import CDXJIndexer
-
+    CDXJIndexer = cdxj_indexer()  # noqa: N806 (a class)
     with open(cdxj_path.with_name(cdxj_path.name + ".tmp"), "w", encoding="utf-8") as out:
         with open(warc_path, "rb") as source:
             CDXJIndexer(output=out, inputs=[source], filename=warc_key, sort=True).process_all()
     cdxj_path.with_name(cdxj_path.name + ".tmp").rename(cdxj_path)
+
+
+_AMF = "cdxj_indexer.amf"
+
+
+def cdxj_indexer() -> type:
+    """cdxj-indexer's ``CDXJIndexer``, imported when a WARC file closes, and without its AMF module until a record
+    needs it.
+
+    ``cdxj_indexer`` imports ``cdxj_indexer.amf`` as it loads, to read the Flash AMF bodies of POST requests, and
+    that imports pyamf and, through it, pkg_resources: ~6 of the ~9 MB cdxj-indexer adds to a crawler
+    (``python benchmarks/import_memory.py``), kept for the rest of a long crawl once its first file closed. The
+    archive's WARC files hold GET exchanges. So a stand-in module named ``cdxj_indexer.amf`` is put in
+    ``sys.modules`` before cdxj-indexer loads; its ``amf_parse`` imports the real module and hands it the body,
+    should a POST body in AMF ever be indexed (tests/test_warc.py checks both)."""
+    if "cdxj_indexer.main" not in sys.modules and _AMF not in sys.modules:
+        stand_in = types.ModuleType(_AMF, "cdxj-indexer's AMF module, loaded when first used (pipelines/warc.py)")
+
+        def amf_parse(string):
+            if sys.modules.get(_AMF) is stand_in:
+                del sys.modules[_AMF]
+            return importlib.import_module(_AMF).amf_parse(string)
+
+        stand_in.amf_parse = amf_parse
+        sys.modules[_AMF] = stand_in
+    from cdxj_indexer.main import CDXJIndexer
+
+    return CDXJIndexer
 
 
 def cdxj_responses(cdxj_path: Path) -> int:

@@ -77,6 +77,40 @@ def test_each_record_is_its_own_gzip_member_and_the_cdxj_index_points_at_them(ca
                    for entry in entries.values())
 
 
+_CDXJ_AS_ARCHIVED = """
+import sys
+from pipelines.warc import write_cdxj
+write_cdxj(*map(__import__("pathlib").Path, sys.argv[1:3]), sys.argv[3])
+loaded = sorted(name for name in ("pyamf", "pkg_resources") if name in sys.modules)
+amf = sys.modules["cdxj_indexer.postquery"].amf_parse(b"not AMF")  # the stand-in, as cdxj-indexer would call it
+print(loaded, amf, "pyamf" in sys.modules)
+"""
+_CDXJ_AS_IS = """
+import sys
+from cdxj_indexer.main import CDXJIndexer
+from cdxj_indexer.amf import amf_parse
+with open(sys.argv[2], "w", encoding="utf-8") as out, open(sys.argv[1], "rb") as source:
+    CDXJIndexer(output=out, inputs=[source], filename=sys.argv[3], sort=True).process_all()
+print(amf_parse(b"not AMF"))
+"""
+
+
+def test_the_cdxj_index_is_cdxj_indexers_own_without_loading_its_amf_module_until_it_is_used(captured, tmp_path):
+    _, _, _, _, copies = captured
+    key, path = next(iter(copies.items()))
+    ours, reference = tmp_path / "ours.cdxj", tmp_path / "reference.cdxj"
+    archived = subprocess.run([sys.executable, "-c", _CDXJ_AS_ARCHIVED, str(path), str(ours), key],
+                              capture_output=True, text=True, check=True)
+    as_is = subprocess.run([sys.executable, "-c", _CDXJ_AS_IS, str(path), str(reference), key],
+                           capture_output=True, text=True, check=True)
+    assert ours.read_text() == reference.read_text() and len(ours.read_text().splitlines()) >= 2
+    # pyamf and pkg_resources stay out while indexing; the AMF reader, once called, is cdxj-indexer's own
+    # (amf_parse prints what it could not read, then returns None: the same lines from both)
+    *printed, last = archived.stdout.splitlines()
+    *printed_as_is, returned = as_is.stdout.splitlines()
+    assert (printed, last) == (printed_as_is, f"[] {returned} True")
+
+
 def test_every_article_row_reads_back_the_page_it_was_extracted_from_in_one_ranged_read(captured):
     site, spec, store, rows, _ = captured
     assert rows["articles"]
