@@ -9,7 +9,8 @@ writes, from inside the crawler process:
 - glibc's view (``mallinfo2``): bytes in its arenas and in mmap'd blocks, and of those in use and free (the crawler
   gives free pages back every ``MEMORY_TRIM_INTERVAL`` seconds);
 - Python's: blocks held by its allocator (``sys.getallocatedblocks``), and with ``--trace`` the bytes tracemalloc
-  sees (started when the probe starts, after the imports; it slows the crawl) with the lines holding most;
+  sees (started when the probe starts, after the imports; it slows the crawl) and the lines whose memory grew most
+  since the first checkpoint;
 - Arrow's: bytes pyarrow holds (rows waiting for their row group, ``ARCHIVE_ROW_GROUP_BYTES``);
 - the crawl's own indexes: articles in the run's dedup index and requests Scrapy's duplicate filter has seen.
 
@@ -58,6 +59,7 @@ class MemoryProbe:
         self.out = open(os.environ[OUT], "a", encoding="utf-8")  # noqa: SIM115 (open for the crawl's life)
         self.libc = ctypes.CDLL("libc.so.6")
         self.libc.mallinfo2.restype = _MallInfo2
+        self.first_snapshot = None
         if os.environ.get(TRACE):
             import tracemalloc
 
@@ -96,10 +98,13 @@ class MemoryProbe:
                    "dedup_articles": len(dedup.index) if dedup is not None else 0,
                    "seen_requests": len(getattr(dupefilter, "fingerprints", ()))}
         if tracemalloc.is_tracing():
-            snapshot = tracemalloc.take_snapshot()
-            statistics = snapshot.statistics("lineno")
-            figures["traced"] = sum(stat.size for stat in statistics) / mib
-            figures["top"] = [(str(stat.traceback[0]), round(stat.size / mib, 2)) for stat in statistics[:8]]
+            snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+            figures["traced"] = sum(stat.size for stat in snapshot.statistics("filename")) / mib
+            if self.first_snapshot is None:
+                self.first_snapshot = snapshot
+            else:  # the lines whose memory grew most since the first checkpoint
+                figures["top"] = [(str(stat.traceback[0]), round(stat.size_diff / mib, 2), stat.count_diff)
+                                  for stat in snapshot.compare_to(self.first_snapshot, "lineno")[:8]]
         return figures
 
 
@@ -153,8 +158,8 @@ def main() -> None:
     print("  ".join(title for _, title, _ in COLUMNS))
     for row in rows:
         print("  ".join(form.format(row[key]).rjust(len(title)) for key, title, form in COLUMNS))
-        for line, size in row.get("top", []):
-            print(f"{'':9}{size:6.2f} MB  {line}")
+        for line, size, blocks in row.get("top", []):
+            print(f"{'':9}{size:+6.2f} MB {blocks:+8d} blocks since the first checkpoint  {line}")
     if len(rows) >= 2:
         first, last = rows[0], rows[-1]
         per = 1000 / (last["items"] - first["items"])

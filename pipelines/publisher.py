@@ -170,9 +170,9 @@ class LateSitemapNews:
 
     An entry that comes while its page is still on its way waits here and is applied to the row when it comes
     (``article``); one that comes after the row was written is handed back (``seen``) for the writer to amend that
-    row when its file closes. Only rows without an entry of their own are remembered, in about a hundred bytes a
-    URL: one ``where`` object per file, shared by its rows, and the row's url only where it is not the canonical URL
-    remembered (``benchmarks/crawler_memory.py`` shows what the crawler holds per page).
+    row when its file closes. Only rows without an entry of their own are remembered, each canonical URL by one
+    dict entry: one ``where`` object per file, shared by its rows, and the row's url kept only where it is not that
+    canonical URL (``python benchmarks/crawler_memory.py`` shows what the crawler holds per page).
     """
 
     def __init__(self) -> None:

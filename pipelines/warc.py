@@ -282,7 +282,7 @@ def cdxj_indexer() -> type:
     needs it.
 
     ``cdxj_indexer`` imports ``cdxj_indexer.amf`` as it loads, to read the Flash AMF bodies of POST requests, and
-    that imports pyamf and, through it, pkg_resources: ~6 of the ~9 MB cdxj-indexer adds to a crawler
+    that imports pyamf and, through it, pkg_resources: ~7 of the ~9 MB cdxj-indexer adds to a crawler
     (``python benchmarks/import_memory.py``), kept for the rest of a long crawl once its first file closed. The
     archive's WARC files hold GET exchanges. So a stand-in module named ``cdxj_indexer.amf`` is put in
     ``sys.modules`` before cdxj-indexer loads; its ``amf_parse`` imports the real module and hands it the body,

@@ -132,19 +132,20 @@ def test_an_entry_that_comes_after_its_row_points_at_it_by_any_of_its_urls():
     assert late.seen(hop) == (record.url, ("2026-11-25", 0))
     assert late.seen(_seen(record)) == (record.url, ("2026-11-25", 0))  # by its canonical URL too
     assert late.seen(_seen(record)) is None  # (then forgotten: a second entry waits for a row)
+    with_own = dataclasses.replace(article(3), sitemap_news_keywords=[])  # an entry of its own, without keywords
+    assert late.article(with_own, where=("2026-11-25", 0)) is with_own and late.seen(_seen(with_own)) is None
 
 
 def test_rows_of_one_file_share_where_they_are_and_keep_only_urls_that_are_not_their_key():
     late = LateSitemapNews()
-    first = late.article(article(4), where=("2026-11-25", 0))
+    place = ["2026-11-25", 0]  # two equal places, built apart (equal tuple literals would be one constant)
+    first = late.article(article(4), where=tuple(place))
     second = late.article(dataclasses.replace(article(5), url=article(5).url + "?utm_source=x"),
-                          where=("2026-11-25", 0))
+                          where=tuple(place))
     assert late.written[first.canonical_url] is late.written[second.canonical_url]
     assert late.written_url == {second.canonical_url: second.url}
     assert late.seen(_seen(first)) == (first.url, ("2026-11-25", 0))
     assert late.seen(_seen(second)) == (second.url, ("2026-11-25", 0))
-    with_own = dataclasses.replace(article(3), sitemap_news_keywords=[])  # an entry of its own, without keywords
-    assert late.article(with_own, where=("2026-11-25", 0)) is with_own and late.seen(_seen(with_own)) is None
 
 
 def test_rows_written_before_their_entry_are_amended_when_their_file_closes(tmp_path):
